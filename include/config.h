@@ -13,6 +13,9 @@
 
 #define CONFIG_UNSET (-1) /* per-db / per-user int that falls back to the global */
 
+/* %include nesting allowed below the main file (PgBouncer uses the same limit). */
+#define CONFIG_MAX_INCLUDE_DEPTH 10
+
 enum pool_mode {
     POOL_SESSION = 0,
     POOL_TRANSACTION = 1,
@@ -85,10 +88,10 @@ struct cfg_user {
 
 /* One [peers] entry. */
 struct cfg_peer {
-    int peer_id;
-    char *host;
-    int port;
-    int pool_size;
+    int peer_id;   /* the key in [peers], 1..65535 */
+    char *host;    /* NULL: Unix socket in unix_socket_dir; "/dir": Unix socket dir */
+    int port;      /* default 6432 */
+    int pool_size; /* CONFIG_UNSET = default_pool_size */
 };
 
 /*
@@ -253,6 +256,7 @@ struct config_key {
     const char *def;     /* default as it appears in SHOW CONFIG */
     bool reloadable;     /* false = needs a restart (changeable=no) */
     bool extension;      /* a pgmux key, not a PgBouncer one */
+    double min, max;     /* accepted range for CFG_INT/CFG_OCTAL/CFG_TIME (added) */
 };
 
 struct config_error {
@@ -288,5 +292,22 @@ const struct cfg_db *config_find_db(const struct config *cfg, const char *name);
 const struct cfg_user *config_find_user(const struct config *cfg, const char *name);
 
 const char *config_pool_mode_name(int mode);
+
+/* Additions beyond the first contract. */
+
+/* "md5", "scram-sha-256", ...; "INVALID" for an out-of-range value. */
+const char *config_auth_type_name(int type);
+/* "disable", ..., "verify-full"; "INVALID" for an out-of-range value. */
+const char *config_sslmode_name(int mode);
+
+/*
+ * Compare or copy one [pgbouncer] key between two configs. Reload uses these
+ * to keep non-reloadable values from the running config (PgBouncer ignores a
+ * changed NR key on reload) and to report what changed. config_copy_value
+ * returns false only when out of memory (dst is then unchanged).
+ */
+bool config_value_equal(const struct config *a, const struct config *b,
+                        const struct config_key *k);
+bool config_copy_value(struct config *dst, const struct config *src, const struct config_key *k);
 
 #endif
