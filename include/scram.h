@@ -38,10 +38,22 @@ bool scram_parse_secret(const char *text, struct scram_secret *out);
 /*
  * The secret pgmux uses to check a client whose auth_file entry is a plain
  * password. Cached per (user, password): the salt is made once at random and
- * PBKDF2 runs only on the first call. Returns NULL only on OpenSSL failure.
+ * PBKDF2 runs only on the first call. Returns NULL only on OpenSSL failure
+ * or iterations outside 1..SCRAM_MAX_ITERATIONS. The pointer is valid until
+ * the next call (the entry may be reused); scram_server_first keeps a copy.
  */
 const struct scram_secret *scram_secret_for_plain(const char *user, const char *password,
                                                   int iterations);
+
+/*
+ * A secret for a user that does not exist ("mock auth"): the exchange runs and
+ * fails with "password mismatch" like a wrong password. The salt is stable per
+ * user name for the life of the process, so probing does not reveal existence.
+ */
+bool scram_mock_secret(const char *user, int iterations, struct scram_secret *out);
+
+/* Forget (and wipe) every cached plain-password secret and server-login key. */
+void scram_cache_reset(void);
 
 /* pgmux as the server: checks a client. Fixed-size state, zero it before first use. */
 struct scram_server {
@@ -49,6 +61,8 @@ struct scram_server {
     char server_first[SCRAM_MAX_MSG];
     char nonce[128]; /* client nonce + server nonce */
     int step;
+    char cbind_flag;             /* gs2 flag of client-first, 'n' or 'y': decides c= */
+    struct scram_secret secret;  /* copy taken by scram_server_first, wiped at the end */
 };
 
 /*
@@ -65,7 +79,10 @@ bool scram_server_first(struct scram_server *st, const struct scram_secret *sec,
  * Handle the SASLResponse data (client-final-message): check channel binding
  * "biws"/"eSws", nonce, proof. On success writes server-final "v=..." to out and,
  * if keys is not NULL, the ClientKey/ServerKey for pass-through. False on a bad
- * proof (*errmsg = "password mismatch") or malformed input.
+ * proof (*errmsg = "password mismatch") or malformed input. sec may be NULL:
+ * the proof is checked against the copy of the secret taken by
+ * scram_server_first (sec is used instead only if it has the same salt and
+ * iterations, i.e. it is what the client was challenged with).
  */
 bool scram_server_final(struct scram_server *st, const struct scram_secret *sec,
                         const uint8_t *msg, size_t len, char *out, size_t cap, size_t *outlen,
