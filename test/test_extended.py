@@ -1,0 +1,251 @@
+"""Extended query protocol (Parse/Bind/Describe/Execute/Close/Sync/Flush) through pgmux:
+psycopg 3 with server-side binding and unnamed statements, pipelining, and raw messages."""
+
+import struct
+import threading
+
+import psycopg
+import pytest
+
+from pgmux_helpers import RawClient
+
+
+def test_params_types(pgmux_mode):
+    with pgmux_mode.connect3() as c:
+        row = c.execute("SELECT %s::int + 1, %s::text || 'b', %s::float8, %s::bool, %s::int",
+                        (41, "a", 2.5, True, None)).fetchone()
+        assert row == (42, "ab", 2.5, True, None)
+        # binary results
+        cur = c.cursor(binary=True)
+        cur.execute("SELECT %s::bigint * 2, %s::bytea", (2 ** 40, b"\x00\x01\xff"))
+        assert cur.fetchone() == (2 ** 41, b"\x00\x01\xff")
+
+
+def test_extended_100k_rows(pgmux_mode):
+    with pgmux_mode.connect3() as c:
+        rows = c.execute("SELECT g, g::text FROM generate_series(1, %s) g", (100000,)).fetchall()
+        assert len(rows) == 100000
+        assert rows[0] == (1, "1") and rows[-1] == (100000, "100000")
+        assert sum(r[0] for r in rows) == 100000 * 100001 // 2
+
+
+def test_extended_error_then_good(pgmux_mode):
+    with pgmux_mode.connect3() as c:
+        for i in range(5):
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                c.execute("SELECT 1 / %s", (0,))
+            assert c.execute("SELECT %s::int", (i,)).fetchone() == (i,)
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                c.execute("SELECT * FROM no_such_table WHERE x = %s", (1,))
+            assert c.execute("SELECT %s::text", ("ok",)).fetchone() == ("ok",)
+
+
+def test_extended_transaction(pgmux_factory, pool_mode):
+    if pool_mode == "statement":
+        pytest.skip("transactions are not allowed in statement mode")
+    m = pgmux_factory(pool_mode=pool_mode)
+    with m.connect3(autocommit=False) as c:
+        c.execute("CREATE TEMP TABLE IF NOT EXISTS ext_t (x int)")
+        c.execute("INSERT INTO ext_t SELECT generate_series(1, %s)", (10,))
+        assert c.execute("SELECT count(*) FROM ext_t").fetchone() == (10,)
+        c.rollback()
+
+
+def test_executemany(pgmux_factory, pool_mode, pg):
+    m = pgmux_factory(pool_mode=pool_mode)
+    table = "em_%s" % pool_mode
+    pg.sql("DROP TABLE IF EXISTS %s; CREATE TABLE %s (a int, b text); GRANT ALL ON %s TO PUBLIC"
+           % (table, table, table), dbname="p0")
+    with m.connect3() as c:
+        cur = c.cursor()
+        cur.executemany("INSERT INTO %s VALUES (%%s, %%s)" % table,
+                        [(i, "v%d" % i) for i in range(500)])
+        assert c.execute("SELECT count(*), sum(a) FROM %s" % table).fetchone() == (500, 124750)
+    pg.sql("DROP TABLE %s" % table, dbname="p0")
+
+
+def test_pipeline(pgmux_mode):
+    """psycopg 3 pipeline mode: several queries in flight, results in order."""
+    with pgmux_mode.connect3() as c:
+        with c.pipeline():
+            curs = [c.execute("SELECT %s::int * 10", (i,)) for i in range(50)]
+        assert [cur.fetchone()[0] for cur in curs] == [i * 10 for i in range(50)]
+        # an error in a pipeline aborts the rest up to the sync; the connection recovers
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            with c.pipeline():
+                c.execute("SELECT 1")
+                c.execute("SELECT 1 / %s", (0,))
+                c.execute("SELECT 3")
+        assert c.execute("SELECT %s::int", (99,)).fetchone() == (99,)
+
+
+def _parse(name, sql, types=()):
+    body = name.encode() + b"\0" + sql.encode() + b"\0" + struct.pack("!h", len(types))
+    for t in types:
+        body += struct.pack("!i", t)
+    return RawClient.msg(b"P", body)
+
+
+def _bind(portal, stmt, params=()):
+    body = portal.encode() + b"\0" + stmt.encode() + b"\0" + struct.pack("!h", 0)
+    body += struct.pack("!h", len(params))
+    for p in params:
+        if p is None:
+            body += struct.pack("!i", -1)
+        else:
+            b = p.encode()
+            body += struct.pack("!i", len(b)) + b
+    body += struct.pack("!h", 0)
+    return RawClient.msg(b"B", body)
+
+
+def _describe(kind, name):
+    return RawClient.msg(b"D", kind + name.encode() + b"\0")
+
+
+def _execute(portal, maxrows=0):
+    return RawClient.msg(b"E", portal.encode() + b"\0" + struct.pack("!i", maxrows))
+
+
+def _close(kind, name):
+    return RawClient.msg(b"C", kind + name.encode() + b"\0")
+
+
+SYNC = RawClient.msg(b"S")
+FLUSH = RawClient.msg(b"H")
+
+
+def _read_until_z(r):
+    out = []
+    while True:
+        t, body = r.read_msg()
+        out.append((t, body))
+        if t == b"Z":
+            return out
+
+
+def _datarows(msgs):
+    rows = []
+    for t, body in msgs:
+        if t == b"D":
+            (n,) = struct.unpack("!h", body[:2])
+            off, row = 2, []
+            for _ in range(n):
+                (ln,) = struct.unpack("!i", body[off:off + 4])
+                off += 4
+                row.append(None if ln < 0 else body[off:off + ln].decode())
+                off += max(ln, 0)
+            rows.append(tuple(row))
+    return rows
+
+
+def test_raw_extended_sequence(pgmux_mode):
+    r = pgmux_mode.raw()
+    r.login()
+    r.send(_parse("", "SELECT $1::int + $2::int", (23, 23)) + _bind("", "", ("2", "3"))
+           + _describe(b"P", "") + _execute("") + _close(b"S", "") + SYNC)
+    msgs = _read_until_z(r)
+    types = [t for t, _ in msgs]
+    assert types == [b"1", b"2", b"T", b"D", b"C", b"3", b"Z"]
+    assert _datarows(msgs) == [("5",)]
+    assert msgs[-1][1] == b"I"
+    r.close()
+
+
+def test_raw_extended_flush_then_sync(pgmux_mode):
+    """Parse/Bind/Execute + Flush: the results arrive before any Sync; then Sync ends it."""
+    r = pgmux_mode.raw()
+    r.login()
+    r.send(_parse("", "SELECT 'flushed'") + _bind("", "") + _execute("") + FLUSH)
+    got = [r.read_msg() for _ in range(4)]
+    assert [t for t, _ in got] == [b"1", b"2", b"D", b"C"]
+    assert _datarows(got) == [("flushed",)]
+    r.send(SYNC)
+    t, body = r.read_msg()
+    assert (t, body) == (b"Z", b"I")
+    assert r.query("SELECT 1") == [("1",)]
+    r.close()
+
+
+def test_raw_extended_error_skips_to_sync(pgmux_mode):
+    r = pgmux_mode.raw()
+    r.login()
+    r.send(_parse("", "SELECT g / 0 FROM generate_series(1, 1) g") + _bind("", "") + _execute("")
+           + _parse("", "SELECT 'not run'") + _bind("", "") + _execute("") + SYNC
+           + _parse("", "SELECT 'after sync'") + _bind("", "") + _execute("") + SYNC)
+    first = _read_until_z(r)
+    assert [t for t, _ in first] == [b"1", b"2", b"E", b"Z"]
+    second = _read_until_z(r)
+    assert _datarows(second) == [("after sync",)]
+    r.close()
+
+
+def test_raw_pipelined_syncs(pgmux_mode):
+    """Many Parse/Bind/Execute/Sync groups sent in one write: all answered, in order."""
+    r = pgmux_mode.raw()
+    r.login()
+    batch = b""
+    for i in range(200):
+        batch += _parse("", "SELECT %d" % i) + _bind("", "") + _execute("") + SYNC
+    r.send(batch)
+    got = []
+    for i in range(200):
+        got.extend(_datarows(_read_until_z(r)))
+    assert got == [(str(i),) for i in range(200)]
+    r.close()
+
+
+def test_raw_portal_partial_fetch(pgmux_factory, pool_mode):
+    """Execute with a row limit returns PortalSuspended; the next Execute continues."""
+    if pool_mode == "statement":
+        pytest.skip("needs a transaction across Syncs")
+    m = pgmux_factory(pool_mode=pool_mode)
+    r = m.raw()
+    r.login()
+    r.query("BEGIN")
+    r.send(_parse("", "SELECT generate_series(1, 5)") + _bind("p1", "") + _execute("p1", 2)
+           + SYNC)
+    msgs = _read_until_z(r)
+    assert [t for t, _ in msgs] == [b"1", b"2", b"D", b"D", b"s", b"Z"]
+    assert msgs[-1][1] == b"T"
+    r.send(_execute("p1", 0) + SYNC)
+    msgs = _read_until_z(r)
+    assert _datarows(msgs) == [("3",), ("4",), ("5",)]
+    r.query("COMMIT")
+    r.close()
+
+
+def test_unnamed_statements_interleaved_clients(pgmux_factory):
+    """Transaction mode, one server: clients alternate unnamed Parse/Bind/Execute/Sync and each
+    gets its own statement's result."""
+    m = pgmux_factory(pool_mode="transaction", settings={"default_pool_size": 1})
+    conns = [m.connect3() for _ in range(4)]
+    for rnd in range(25):
+        for i, c in enumerate(conns):
+            v = c.execute("SELECT %s::int * 1000 + %s::int", (i, rnd)).fetchone()[0]
+            assert v == i * 1000 + rnd
+    for c in conns:
+        c.close()
+
+
+def test_extended_concurrent_threads(pgmux_factory):
+    """20 threads, pool of 3, extended protocol: every result belongs to its thread."""
+    m = pgmux_factory(pool_mode="transaction", settings={"default_pool_size": 3})
+    errors = []
+
+    def worker(n):
+        try:
+            with m.connect3() as c:
+                for k in range(30):
+                    v = c.execute("SELECT %s::int, pg_backend_pid() > 0", (n * 100 + k,)).fetchone()
+                    if v != (n * 100 + k, True):
+                        errors.append((n, k, v))
+        except Exception as e:  # noqa: BLE001
+            errors.append((n, repr(e)))
+
+    ts = [threading.Thread(target=worker, args=(n,)) for n in range(20)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert errors == []
