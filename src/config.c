@@ -401,7 +401,7 @@ static bool config_store(struct config *cfg, const struct config_key *k, const c
         }
         if ((double)l < k->min || (double)l > k->max) {
             if (k->type == CFG_OCTAL)
-                snprintf(msg, msglen, "value \"%.80s\" out of range (0%o..0%o)", value,
+                snprintf(msg, msglen, "value \"%.80s\" out of range (%#o..%#o)", value,
                          (unsigned)k->min, (unsigned)k->max);
             else
                 snprintf(msg, msglen, "value \"%.80s\" out of range (%.0f..%.0f)", value, k->min,
@@ -1041,7 +1041,7 @@ static const char *config_classify(struct config_parse *p, char *s)
     char *end, *after;
     int i;
 
-    if (strncmp(s, "%include", 8) == 0 && (s[8] == ' ' || s[8] == '\t')) {
+    if (strncmp(s, "%include", 8) == 0 && (s[8] == '\0' || s[8] == ' ' || s[8] == '\t')) {
         char *path = config_trim(s + 8);
 
         if (*path == '\0') {
