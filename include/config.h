@@ -281,7 +281,13 @@ const struct config_key *config_find_key(const char *name);
 /* Set one [pgbouncer] key from text (SET on the console). False with err->msg on a bad value. */
 bool config_set(struct config *cfg, const char *key, const char *value, struct config_error *err);
 
-/* Format a key's current value as SHOW CONFIG prints it. */
+/*
+ * Format a key's current value as SHOW CONFIG prints it. Times print as plain
+ * numbers, the shortest text that reads back exactly and without an exponent
+ * for whole numbers ("15", "0.5", "3600"), like PgBouncer's "%g"; booleans as
+ * 0/1; unix_socket_mode in octal ("0777"); enums by name. The key table's def
+ * strings use the same form.
+ */
 void config_format(const struct config *cfg, const struct config_key *k, char *buf, size_t len);
 
 /* "file:line: key: msg" style one-liner for logs. */

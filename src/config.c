@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,20 +33,20 @@
 
 /*==== Key table ====*/
 
-#define R true   /* reloadable */
+#define R  true  /* reloadable */
 #define NR false /* needs a restart: changeable=no in SHOW CONFIG */
 
 #define KEY(name_, type_, def_, rel_, ext_, min_, max_)                                            \
     {                                                                                              \
-        .name = #name_, .type = (type_), .offset = offsetof(struct config, name_),                 \
-        .def = (def_), .reloadable = (rel_), .extension = (ext_), .min = (min_), .max = (max_),    \
+        .name = #name_, .type = (type_), .offset = offsetof(struct config, name_), .def = (def_),  \
+        .reloadable = (rel_), .extension = (ext_), .min = (min_), .max = (max_),                   \
     }
-#define INT(n, d, rel, lo, hi) KEY(n, CFG_INT, d, rel, false, lo, hi)
-#define BOOL(n, d, rel) KEY(n, CFG_BOOL, d, rel, false, 0, 1)
-#define TIME(n, d, rel) KEY(n, CFG_TIME, d, rel, false, 0, 1e12)
-#define STR(n, d, rel) KEY(n, CFG_STRING, d, rel, false, 0, 0)
+#define INT(n, d, rel, lo, hi)  KEY(n, CFG_INT, d, rel, false, lo, hi)
+#define BOOL(n, d, rel)         KEY(n, CFG_BOOL, d, rel, false, 0, 1)
+#define TIME(n, d, rel)         KEY(n, CFG_TIME, d, rel, false, 0, 1e12)
+#define STR(n, d, rel)          KEY(n, CFG_STRING, d, rel, false, 0, 0)
 #define XINT(n, d, rel, lo, hi) KEY(n, CFG_INT, d, rel, true, lo, hi)
-#define XSTR(n, d, rel) KEY(n, CFG_STRING, d, rel, true, 0, 0)
+#define XSTR(n, d, rel)         KEY(n, CFG_STRING, d, rel, true, 0, 0)
 
 #define CONFIG_DEFAULT_AUTH_QUERY                                                                  \
     "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END "              \
@@ -183,15 +184,23 @@ static const struct config_name config_pool_modes[] = {
 
 /* "peer" is only valid inside auth_hba_file, so it is not accepted here. */
 static const struct config_name config_auth_types[] = {
-    {"any", AUTH_ANY},     {"trust", AUTH_TRUST}, {"plain", AUTH_PLAIN},
-    {"md5", AUTH_MD5},     {"scram-sha-256", AUTH_SCRAM}, {"cert", AUTH_CERT},
-    {"hba", AUTH_HBA},     {NULL, 0},
+    {"any", AUTH_ANY},
+    {"trust", AUTH_TRUST},
+    {"plain", AUTH_PLAIN},
+    {"md5", AUTH_MD5},
+    {"scram-sha-256", AUTH_SCRAM},
+    {"cert", AUTH_CERT},
+    {"hba", AUTH_HBA},
+    {NULL, 0},
 };
 
 static const struct config_name config_sslmodes[] = {
-    {"disable", SSLMODE_DISABLE},     {"allow", SSLMODE_ALLOW},
-    {"prefer", SSLMODE_PREFER},       {"require", SSLMODE_REQUIRE},
-    {"verify-ca", SSLMODE_VERIFY_CA}, {"verify-full", SSLMODE_VERIFY_FULL},
+    {"disable", SSLMODE_DISABLE},
+    {"allow", SSLMODE_ALLOW},
+    {"prefer", SSLMODE_PREFER},
+    {"require", SSLMODE_REQUIRE},
+    {"verify-ca", SSLMODE_VERIFY_CA},
+    {"verify-full", SSLMODE_VERIFY_FULL},
     {NULL, 0},
 };
 
@@ -236,9 +245,11 @@ const char *config_sslmode_name(int mode)
 
 /*==== Small helpers ====*/
 
-__attribute__((format(printf, 5, 6))) static void
-config_set_error(struct config_error *err, const char *file, int line, const char *key,
-                 const char *fmt, ...)
+static void config_set_error(struct config_error *err, const char *file, int line, const char *key,
+                             const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void config_set_error(struct config_error *err, const char *file, int line, const char *key,
+                             const char *fmt, ...)
 {
     va_list ap;
 
@@ -301,7 +312,7 @@ static bool config_parse_seconds(const char *s, double *out)
     v = strtod(s, &end);
     if (end == s || *end != '\0' || errno != 0)
         return false;
-    if (!(v >= 0 && v <= 1e12)) /* also false for NaN */
+    if (!(v >= 0 && v < HUGE_VAL)) /* also false for NaN */
         return false;
     *out = v;
     return true;
@@ -411,9 +422,14 @@ static bool config_store(struct config *cfg, const struct config_key *k, const c
         *(int *)config_field(cfg, k) = (int)l;
         return true;
     case CFG_TIME:
-        if (!config_parse_seconds(value, &d) || d < k->min || d > k->max) {
+        if (!config_parse_seconds(value, &d) || d < k->min) {
             snprintf(msg, msglen, "invalid time \"%.80s\": expected a number of seconds >= 0",
                      value);
+            return false;
+        }
+        if (d > k->max) {
+            snprintf(msg, msglen, "time \"%.80s\" out of range (at most %.0f seconds)", value,
+                     k->max);
             return false;
         }
         *(double *)config_field(cfg, k) = d;
@@ -521,8 +537,7 @@ void config_format(const struct config *cfg, const struct config_key *k, char *b
     buf[0] = '\0';
 }
 
-bool config_value_equal(const struct config *a, const struct config *b,
-                        const struct config_key *k)
+bool config_value_equal(const struct config *a, const struct config *b, const struct config_key *k)
 {
     const void *pa = config_field_const(a, k), *pb = config_field_const(b, k);
     const char *sa, *sb;
@@ -584,8 +599,7 @@ struct config *config_new_default(void)
         return NULL;
     for (i = 0; i < CONFIG_N_KEYS; i++) {
         /* Defaults go through the same parser as the file, so they are checked too. */
-        if (!config_store(cfg, &config_key_table[i], config_key_table[i].def, msg,
-                          sizeof(msg))) {
+        if (!config_store(cfg, &config_key_table[i], config_key_table[i].def, msg, sizeof(msg))) {
             config_free(cfg);
             return NULL;
         }
@@ -678,7 +692,10 @@ struct config_entry_field {
     size_t offset;
 };
 
-#define DBF(key_, kind_, field_) {#key_, kind_, offsetof(struct cfg_db, field_)}
+#define DBF(key_, kind_, field_)                                                                   \
+    {                                                                                              \
+        .key = #key_, .kind = kind_, .offset = offsetof(struct cfg_db, field_)                     \
+    }
 static const struct config_entry_field config_db_fields[] = {
     DBF(dbname, ENTRY_STR, dbname),
     DBF(host, ENTRY_STR, host),
@@ -706,7 +723,10 @@ static const struct config_entry_field config_db_fields[] = {
     {NULL, ENTRY_STR, 0},
 };
 
-#define USF(key_, kind_) {#key_, kind_, offsetof(struct cfg_user, key_)}
+#define USF(key_, kind_)                                                                           \
+    {                                                                                              \
+        .key = #key_, .kind = kind_, .offset = offsetof(struct cfg_user, key_)                     \
+    }
 static const struct config_entry_field config_user_fields[] = {
     USF(pool_mode, ENTRY_POOL_MODE),
     USF(pool_size, ENTRY_INT),
@@ -721,7 +741,10 @@ static const struct config_entry_field config_user_fields[] = {
     {NULL, ENTRY_STR, 0},
 };
 
-#define PEF(key_, kind_) {#key_, kind_, offsetof(struct cfg_peer, key_)}
+#define PEF(key_, kind_)                                                                           \
+    {                                                                                              \
+        .key = #key_, .kind = kind_, .offset = offsetof(struct cfg_peer, key_)                     \
+    }
 static const struct config_entry_field config_peer_fields[] = {
     PEF(host, ENTRY_STR),
     PEF(port, ENTRY_PORT),
@@ -758,8 +781,8 @@ static bool config_entry_set(const struct config_entry_field *fields, void *base
         return true;
     case ENTRY_INT:
         if (!config_parse_long(value, 10, &l) || l < -1 || l > INT_MAX) {
-            snprintf(msg, msglen, "invalid value \"%.80s\" for %s: expected an integer >= 0",
-                     value, key);
+            snprintf(msg, msglen, "invalid value \"%.80s\" for %s: expected an integer >= 0", value,
+                     key);
             return false;
         }
         *(int *)p = (int)l;
@@ -818,9 +841,8 @@ static bool config_entry_set(const struct config_entry_field *fields, void *base
  * entry at base. On error msg says what; the entry may hold partial values,
  * which the caller frees.
  */
-static bool config_entry_parse(const struct config_entry_field *fields,
-                               const char *const *keys, void *base, char *buf, char *msg,
-                               size_t msglen)
+static bool config_entry_parse(const struct config_entry_field *fields, const char *const *keys,
+                               void *base, char *buf, char *msg, size_t msglen)
 {
     struct connstr cs;
     struct connstr_error cerr;
@@ -856,11 +878,17 @@ enum config_section {
 };
 
 static const char *const config_section_names[] = {
+    [SECT_NONE] = "",       [SECT_PGBOUNCER] = "pgbouncer", [SECT_DATABASES] = "databases",
+    [SECT_USERS] = "users", [SECT_PEERS] = "peers",
+};
+
+/* What inih is given for each header: fixed text, so nothing in it can surprise inih. */
+static const char *const config_section_lines[] = {
     [SECT_NONE] = "",
-    [SECT_PGBOUNCER] = "pgbouncer",
-    [SECT_DATABASES] = "databases",
-    [SECT_USERS] = "users",
-    [SECT_PEERS] = "peers",
+    [SECT_PGBOUNCER] = "[pgbouncer]\n",
+    [SECT_DATABASES] = "[databases]\n",
+    [SECT_USERS] = "[users]\n",
+    [SECT_PEERS] = "[peers]\n",
 };
 
 struct config_source {
@@ -887,9 +915,10 @@ struct config_parse {
     int lineno;
 };
 
-__attribute__((format(printf, 3, 4))) static void config_parse_fail(struct config_parse *p,
-                                                                     const char *key,
-                                                                     const char *fmt, ...)
+static void config_parse_fail(struct config_parse *p, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void config_parse_fail(struct config_parse *p, const char *key, const char *fmt, ...)
 {
     va_list ap;
     char msg[sizeof(p->err->msg)];
@@ -1070,10 +1099,7 @@ static const char *config_classify(struct config_parse *p, char *s)
                 p->sect = (enum config_section)i;
                 if (p->sect == SECT_PGBOUNCER)
                     p->seen_main = true;
-                return p->sect == SECT_PGBOUNCER   ? "[pgbouncer]\n"
-                       : p->sect == SECT_DATABASES ? "[databases]\n"
-                       : p->sect == SECT_USERS     ? "[users]\n"
-                                                   : "[peers]\n";
+                return config_section_lines[i];
             }
         }
         config_parse_fail(p, NULL,
@@ -1202,8 +1228,7 @@ static bool config_handle_db(struct config_parse *p)
     db.file = p->file;
     db.line = p->lineno;
     /* An empty value is fine: Unix socket, same database name. */
-    if (!config_entry_parse(config_db_fields, connstr_db_keys, &db, p->value, msg,
-                            sizeof(msg))) {
+    if (!config_entry_parse(config_db_fields, connstr_db_keys, &db, p->value, msg, sizeof(msg))) {
         config_db_clear(&db);
         config_parse_fail(p, p->key, "%s", msg);
         return false;

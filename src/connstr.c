@@ -76,9 +76,12 @@ static char *connstr_skip_blanks(char *p)
     return p;
 }
 
-__attribute__((format(printf, 5, 6))) static void
-connstr_fail(struct connstr *cs, struct connstr_error *err, const char *where, const char *key,
-             const char *fmt, ...)
+static void connstr_fail(struct connstr *cs, struct connstr_error *err, const char *where,
+                         const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void connstr_fail(struct connstr *cs, struct connstr_error *err, const char *where,
+                         const char *key, const char *fmt, ...)
 {
     va_list ap;
 
@@ -157,8 +160,8 @@ enum connstr_status connstr_next(struct connstr *cs, const char **key, const cha
         p++;
     kend = p;
     if (kend == k) {
-        connstr_fail(cs, err, k, NULL, "syntax error in connection string: missing parameter "
-                                       "name before '='");
+        connstr_fail(cs, err, k, NULL,
+                     "syntax error in connection string: missing parameter name before '='");
         return CONNSTR_ERROR;
     }
     p = connstr_skip_blanks(p);
@@ -166,8 +169,8 @@ enum connstr_status connstr_next(struct connstr *cs, const char **key, const cha
         char save = *kend;
 
         *kend = '\0';
-        connstr_fail(cs, err, k, k,
-                     "syntax error in connection string: expected '=' after \"%s\"", k);
+        connstr_fail(cs, err, k, k, "syntax error in connection string: expected '=' after \"%s\"",
+                     k);
         *kend = save;
         return CONNSTR_ERROR;
     }
@@ -186,13 +189,13 @@ enum connstr_status connstr_next(struct connstr *cs, const char **key, const cha
         v = p + 1;
         p = connstr_unquote(v);
         if (!p) {
-            connstr_fail(cs, err, quote, k, "unterminated quoted value for connection "
-                                           "parameter: %s", k);
+            connstr_fail(cs, err, quote, k,
+                         "unterminated quoted value for connection parameter: %s", k);
             return CONNSTR_ERROR;
         }
         if (*p != '\0' && !connstr_is_blank(*p)) {
-            connstr_fail(cs, err, p, k, "unexpected text after closing quote of connection "
-                                        "parameter: %s", k);
+            connstr_fail(cs, err, p, k,
+                         "unexpected text after closing quote of connection parameter: %s", k);
             return CONNSTR_ERROR;
         }
         if (*p)
@@ -241,8 +244,8 @@ bool connstr_parse(const char *str, const char *const *keys, connstr_pair_fn fn,
             if (err->offset == 0)
                 err->offset = (size_t)(key - buf);
             if (err->msg[0] == '\0')
-                snprintf(err->msg, sizeof(err->msg), "invalid value for connection "
-                                                     "parameter: %s", key);
+                snprintf(err->msg, sizeof(err->msg), "invalid value for connection parameter: %s",
+                         key);
             ok = false;
             break;
         }

@@ -22,7 +22,7 @@ static char tmpdir[] = "/tmp/pgmux-unit-config-XXXXXX";
 static char written[32][64];
 static int n_written;
 
-static void write_tmp(const char *name, const char *text)
+static void write_tmp_n(const char *name, const char *text, size_t len)
 {
     char path[256];
     FILE *f;
@@ -33,10 +33,15 @@ static void write_tmp(const char *name, const char *text)
         perror(path);
         exit(2);
     }
-    fputs(text, f);
+    fwrite(text, 1, len, f);
     fclose(f);
     if (n_written < 32)
         snprintf(written[n_written++], sizeof(written[0]), "%s", name);
+}
+
+static void write_tmp(const char *name, const char *text)
+{
+    write_tmp_n(name, text, strlen(text));
 }
 
 static struct config *load_in(const char *dir, const char *name, struct config_error *err)
@@ -87,41 +92,119 @@ static const char *fmt(const struct config *cfg, const char *key)
 
 /* Every [pgbouncer] key of PGBOUNCER.md 1.5. */
 static const char *const pgbouncer_keys[] = {
-    "logfile", "pidfile", "listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode",
-    "unix_socket_group", "user", "listen_backlog", "so_reuseport", "peer_id", "conffile",
-    "job_name", "service_name", "verbose", "pool_mode", "max_client_conn", "default_pool_size",
-    "min_pool_size", "reserve_pool_size", "reserve_pool_timeout", "max_db_connections",
-    "max_db_client_connections", "max_user_connections", "max_user_client_connections",
-    "server_round_robin", "max_prepared_statements", "track_extra_parameters",
-    "ignore_startup_parameters", "disable_pqexec", "application_name_add_host", "stats_period",
-    "scram_iterations", "auth_type", "auth_file", "auth_hba_file", "auth_ident_file",
-    "auth_user", "auth_query", "auth_dbname", "auth_ldap_options", "admin_users",
-    "stats_users", "syslog", "syslog_ident", "syslog_facility", "log_connections",
-    "log_disconnections", "log_pooler_errors", "log_stats", "server_reset_query",
-    "server_reset_query_always", "server_check_delay", "server_check_query",
-    "server_fast_close", "server_lifetime", "server_idle_timeout", "server_connect_timeout",
-    "server_login_retry", "client_login_timeout", "autodb_idle_timeout", "pool_idle_timeout",
-    "dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period", "resolv_conf",
-    "query_wait_notify", "login_notify_message", "query_timeout", "query_wait_timeout",
-    "cancel_wait_timeout", "client_idle_timeout", "idle_transaction_timeout",
-    "transaction_timeout", "suspend_timeout", "pkt_buf", "max_packet_size", "sbuf_loopcnt",
-    "tcp_defer_accept", "tcp_socket_buffer", "tcp_keepalive", "tcp_keepcnt", "tcp_keepidle",
-    "tcp_keepintvl", "tcp_user_timeout", "client_tls_sslmode", "client_tls_key_file",
-    "client_tls_cert_file", "client_tls_ca_file", "client_tls_protocols", "client_tls_ciphers",
-    "client_tls13_ciphers", "client_tls_ecdhcurve", "client_tls_dheparams",
-    "server_tls_sslmode", "server_tls_ca_file", "server_tls_key_file", "server_tls_cert_file",
-    "server_tls_protocols", "server_tls_ciphers", "server_tls13_ciphers",
+    "logfile",
+    "pidfile",
+    "listen_addr",
+    "listen_port",
+    "unix_socket_dir",
+    "unix_socket_mode",
+    "unix_socket_group",
+    "user",
+    "listen_backlog",
+    "so_reuseport",
+    "peer_id",
+    "conffile",
+    "job_name",
+    "service_name",
+    "verbose",
+    "pool_mode",
+    "max_client_conn",
+    "default_pool_size",
+    "min_pool_size",
+    "reserve_pool_size",
+    "reserve_pool_timeout",
+    "max_db_connections",
+    "max_db_client_connections",
+    "max_user_connections",
+    "max_user_client_connections",
+    "server_round_robin",
+    "max_prepared_statements",
+    "track_extra_parameters",
+    "ignore_startup_parameters",
+    "disable_pqexec",
+    "application_name_add_host",
+    "stats_period",
+    "scram_iterations",
+    "auth_type",
+    "auth_file",
+    "auth_hba_file",
+    "auth_ident_file",
+    "auth_user",
+    "auth_query",
+    "auth_dbname",
+    "auth_ldap_options",
+    "admin_users",
+    "stats_users",
+    "syslog",
+    "syslog_ident",
+    "syslog_facility",
+    "log_connections",
+    "log_disconnections",
+    "log_pooler_errors",
+    "log_stats",
+    "server_reset_query",
+    "server_reset_query_always",
+    "server_check_delay",
+    "server_check_query",
+    "server_fast_close",
+    "server_lifetime",
+    "server_idle_timeout",
+    "server_connect_timeout",
+    "server_login_retry",
+    "client_login_timeout",
+    "autodb_idle_timeout",
+    "pool_idle_timeout",
+    "dns_max_ttl",
+    "dns_nxdomain_ttl",
+    "dns_zone_check_period",
+    "resolv_conf",
+    "query_wait_notify",
+    "login_notify_message",
+    "query_timeout",
+    "query_wait_timeout",
+    "cancel_wait_timeout",
+    "client_idle_timeout",
+    "idle_transaction_timeout",
+    "transaction_timeout",
+    "suspend_timeout",
+    "pkt_buf",
+    "max_packet_size",
+    "sbuf_loopcnt",
+    "tcp_defer_accept",
+    "tcp_socket_buffer",
+    "tcp_keepalive",
+    "tcp_keepcnt",
+    "tcp_keepidle",
+    "tcp_keepintvl",
+    "tcp_user_timeout",
+    "client_tls_sslmode",
+    "client_tls_key_file",
+    "client_tls_cert_file",
+    "client_tls_ca_file",
+    "client_tls_protocols",
+    "client_tls_ciphers",
+    "client_tls13_ciphers",
+    "client_tls_ecdhcurve",
+    "client_tls_dheparams",
+    "server_tls_sslmode",
+    "server_tls_ca_file",
+    "server_tls_key_file",
+    "server_tls_cert_file",
+    "server_tls_protocols",
+    "server_tls_ciphers",
+    "server_tls13_ciphers",
 };
 
 static const char *const extension_keys[] = {
-    "stats_listen_addr", "stats_listen_port", "health_listen_addr", "health_listen_port",
-    "log_format",
+    "stats_listen_addr",  "stats_listen_port", "health_listen_addr",
+    "health_listen_port", "log_format",
 };
 
 static const char *const nr_keys[] = {
-    "pidfile", "listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode",
-    "unix_socket_group", "user", "listen_backlog", "so_reuseport", "job_name", "service_name",
-    "track_extra_parameters", "disable_pqexec", "resolv_conf", "pkt_buf",
+    "pidfile",          "listen_addr",       "listen_port",  "unix_socket_dir",
+    "unix_socket_mode", "unix_socket_group", "user",         "listen_backlog",
+    "so_reuseport",     "job_name",          "service_name", "track_extra_parameters",
+    "disable_pqexec",   "resolv_conf",       "pkt_buf",
 };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -253,8 +336,8 @@ static void test_full(void)
     const struct cfg_db *db;
     const struct cfg_user *u;
 
-    TAP_CHECK(cfg != NULL, "full.ini loads (%s:%d %s %s)", cfg ? "" : err.file,
-              cfg ? 0 : err.line, cfg ? "" : err.key, cfg ? "" : err.msg);
+    TAP_CHECK(cfg != NULL, "full.ini loads (%s:%d %s %s)", cfg ? "" : err.file, cfg ? 0 : err.line,
+              cfg ? "" : err.key, cfg ? "" : err.msg);
     if (!cfg)
         return;
     TAP_STR_EQ(cfg->conffile, "full.ini", "conffile is the path loaded");
@@ -274,8 +357,7 @@ static void test_full(void)
     TAP_STR_EQ(cfg->server_reset_query, "DISCARD ALL; SELECT 1", "';' inside a value is kept");
     TAP_STR_EQ(cfg->auth_query, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1",
                "'=' inside a value is kept");
-    TAP_CHECK(cfg->stats_listen_port == 9127 && cfg->health_listen_port == 8080,
-              "extension ports");
+    TAP_CHECK(cfg->stats_listen_port == 9127 && cfg->health_listen_port == 8080, "extension ports");
     TAP_STR_EQ(cfg->log_format, "json", "log_format, case-insensitive, stored lowercase");
     TAP_STR_EQ(cfg->ignore_startup_parameters, "extra_float_digits,options", "list string");
     TAP_CHECK(cfg->verbose == 2, "key from the included file");
@@ -322,9 +404,9 @@ static void test_full(void)
         TAP_STR_EQ(db->auth_user, "au", "auth_user");
         TAP_STR_EQ(db->auth_query, "SELECT 1", "auth_query");
         TAP_STR_EQ(db->auth_dbname, "adb", "auth_dbname");
-        TAP_CHECK(db->min_pool_size == 1 && db->reserve_pool == 2 &&
-                      db->max_db_connections == 3 && db->max_db_client_connections == 4 &&
-                      db->server_lifetime == 5 && db->query_wait_timeout == 6,
+        TAP_CHECK(db->min_pool_size == 1 && db->reserve_pool == 2 && db->max_db_connections == 3 &&
+                      db->max_db_client_connections == 4 && db->server_lifetime == 5 &&
+                      db->query_wait_timeout == 6,
                   "db ints");
         TAP_STR_EQ(db->load_balance_hosts, "disable", "load_balance_hosts lowercased");
         TAP_STR_EQ(db->connect_query, "SET a=1", "connect_query");
@@ -445,8 +527,7 @@ static void test_errors(void)
                  "key names are case-sensitive");
     expect_error("[pgbouncer]\n\n; c\nlog_connections = on\n", 4, "log_connections",
                  "invalid boolean \"on\"", "bool 'on'");
-    expect_error("[pgbouncer]\nsyslog = true\n", 2, "syslog", "invalid boolean",
-                 "bool 'true'");
+    expect_error("[pgbouncer]\nsyslog = true\n", 2, "syslog", "invalid boolean", "bool 'true'");
     expect_error("[pgbouncer]\npool_mode = sessions\n", 2, "pool_mode", "invalid pool_mode",
                  "bad pool_mode");
     expect_error("[pgbouncer]\nauth_type = md4\n", 2, "auth_type", "invalid auth_type",
@@ -459,8 +540,8 @@ static void test_errors(void)
                  "invalid sslmode", "bad sslmode");
     expect_error("[pgbouncer]\nlog_format = xml\n", 2, "log_format", "text or json",
                  "bad log_format");
-    expect_error("[pgbouncer]\nlisten_port = 6432 ; comment\n", 2, "listen_port",
-                 "invalid integer", "inline ';' is part of the value (as in PgBouncer)");
+    expect_error("[pgbouncer]\nlisten_port = 6432 ; comment\n", 2, "listen_port", "invalid integer",
+                 "inline ';' is part of the value (as in PgBouncer)");
     expect_error("[pgbouncer]\nlisten_port = 70000\n", 2, "listen_port", "out of range",
                  "port above 65535");
     expect_error("[pgbouncer]\npkt_buf = 256\n", 2, "pkt_buf", "out of range (512..",
@@ -468,8 +549,8 @@ static void test_errors(void)
     expect_error("[pgbouncer]\nmax_client_conn = 0\n", 2, "max_client_conn", "out of range",
                  "max_client_conn 0");
     expect_error("[pgbouncer]\npeer_id = 16384\n", 2, "peer_id", "out of range", "peer_id max");
-    expect_error("[pgbouncer]\nunix_socket_mode = 0789\n", 2, "unix_socket_mode",
-                 "invalid octal", "octal with 8/9");
+    expect_error("[pgbouncer]\nunix_socket_mode = 0789\n", 2, "unix_socket_mode", "invalid octal",
+                 "octal with 8/9");
     expect_error("[pgbouncer]\nunix_socket_mode = 017777\n", 2, "unix_socket_mode",
                  "out of range (0..07777)", "octal out of range");
     expect_error("[pgbouncer]\nquery_timeout = -1\n", 2, "query_timeout", "invalid time",
@@ -478,12 +559,16 @@ static void test_errors(void)
                  "time with a unit");
     expect_error("[pgbouncer]\nquery_timeout = inf\n", 2, "query_timeout", "invalid time",
                  "infinite time");
-    expect_error("[pgbouncer]\nlisten_port =\n", 2, "listen_port", "invalid integer",
-                 "empty int");
-    expect_error("[pgbouncer]\nlisten_port 6432\n", 2, "", "not a comment",
-                 "line without '='");
-    expect_error("[pgbouncer]\nlisten port = 6432\n", 2, "", "expected '='",
-                 "blank inside a name");
+    expect_error("[pgbouncer]\nquery_timeout = 2e12\n", 2, "query_timeout", "out of range",
+                 "time above the limit");
+    write_tmp_n("nul.ini", "[pgbouncer]\nverbose = 1\0\n", 25);
+    cfg = load_in(tmpdir, "nul.ini", &err);
+    TAP_CHECK(cfg == NULL && err.line == 2 && strstr(err.msg, "NUL byte"),
+              "NUL byte in a line is refused at its line (%d: %s)", err.line, err.msg);
+    config_free(cfg);
+    expect_error("[pgbouncer]\nlisten_port =\n", 2, "listen_port", "invalid integer", "empty int");
+    expect_error("[pgbouncer]\nlisten_port 6432\n", 2, "", "not a comment", "line without '='");
+    expect_error("[pgbouncer]\nlisten port = 6432\n", 2, "", "expected '='", "blank inside a name");
     expect_error("[pgbouncer]\n= 6432\n", 2, "", "missing name", "missing name");
     expect_error("[pgbouncer]\n[databases\n", 2, "", "without ']'", "unterminated section");
     expect_error("[pgbouncer]\n[database]\n", 2, "", "unknown section [database]",
@@ -505,12 +590,11 @@ static void test_errors(void)
                  "unrecognized connection parameter: force_user", "unknown db connstr key");
     expect_error("[pgbouncer]\n[databases]\nbad = host=x port=\n", 3, "bad",
                  "empty value for connection parameter: port", "empty connstr value");
-    expect_error("[pgbouncer]\n[databases]\nbad = port=0\n", 3, "bad", "invalid port",
-                 "db port 0");
+    expect_error("[pgbouncer]\n[databases]\nbad = port=0\n", 3, "bad", "invalid port", "db port 0");
     expect_error("[pgbouncer]\n[databases]\nbad = pool_size=ten\n", 3, "bad", "integer",
                  "db pool_size not a number");
-    expect_error("[pgbouncer]\n[databases]\nbad = pool_mode=txn\n", 3, "bad",
-                 "invalid pool_mode", "db pool_mode");
+    expect_error("[pgbouncer]\n[databases]\nbad = pool_mode=txn\n", 3, "bad", "invalid pool_mode",
+                 "db pool_mode");
     expect_error("[pgbouncer]\n[databases]\nbad = load_balance_hosts=random\n", 3, "bad",
                  "round-robin or disable", "db load_balance_hosts");
     expect_error("[pgbouncer]\n[databases]\nbad = password='x\n", 3, "bad",
@@ -636,8 +720,7 @@ static void test_set_format(void)
     TAP_CHECK(config_set(cfg, "pool_mode", "TRANSACTION", &err) &&
                   cfg->pool_mode == POOL_TRANSACTION,
               "SET enum, case-insensitive");
-    TAP_CHECK(config_set(cfg, "server_reset_query", "RESET ALL; SELECT 1", &err),
-              "SET string");
+    TAP_CHECK(config_set(cfg, "server_reset_query", "RESET ALL; SELECT 1", &err), "SET string");
     TAP_STR_EQ(cfg->server_reset_query, "RESET ALL; SELECT 1", "string stored");
     TAP_CHECK(config_set(cfg, "default_pool_size", "33", &err) && cfg->default_pool_size == 33,
               "SET int");
@@ -698,8 +781,8 @@ static void test_two_loaded(void)
 
     a = load_text("[pgbouncer]\nlisten_port = 1111\n[databases]\nx = host=a\n", &err);
     b = load_text("[pgbouncer]\nlisten_port = 2222\n[databases]\ny = host=b\n", &err);
-    TAP_CHECK(a && b && a->listen_port == 1111 && b->listen_port == 2222 && config_find_db(a, "x") &&
-                  !config_find_db(a, "y") && config_find_db(b, "y"),
+    TAP_CHECK(a && b && a->listen_port == 1111 && b->listen_port == 2222 &&
+                  config_find_db(a, "x") && !config_find_db(a, "y") && config_find_db(b, "y"),
               "two loaded configs live side by side");
     config_free(a);
     TAP_CHECK(b && strcmp(b->dbs[0].file, "t.ini") == 0 && b->n_files == 1,
