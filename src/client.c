@@ -1,1 +1,882 @@
 /* SPDX-License-Identifier: ISC */
+/*
+ * client: one application connection seen from pgmux.
+ *
+ * Login (CL_LOGIN): the startup-phase packets have no type byte (sbuf
+ * startup mode). SSLRequest and GSSENCRequest are answered 'N' (TLS comes
+ * with the TLS issue), CancelRequest is routed by cancel.c, and a v3
+ * StartupMessage is checked parameter by parameter like PgBouncer: tracked
+ * parameters are remembered, ignore_startup_parameters are dropped, anything
+ * else is refused. Then authentication against the auth_file, and the
+ * welcome (the pool's cached ParameterStatus set with the client's own
+ * values, our own BackendKeyData, ReadyForQuery).
+ *
+ * Logged in (CL_ACTIVE/CL_WAITING): a message that needs a server links one
+ * (pool_find_server); until then the client is paused with its bytes kept in
+ * its buffer. Query, Sync and FunctionCall are counted as owed
+ * ReadyForQuery messages on the server, which is how server.c knows the
+ * transaction ended. Everything else is forwarded as it streams in.
+ */
+#include "client.h"
+
+#include "authfile.h"
+#include "cancel.h"
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "loop.h"
+#include "pktbuf.h"
+#include "pool.h"
+#include "proto.h"
+#include "scram.h"
+#include "server.h"
+#include "varcache.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+enum clogin_step {
+    CLOGIN_STARTUP,
+    CLOGIN_PASSWORD,
+    CLOGIN_MD5,
+    CLOGIN_SASL_INIT,
+    CLOGIN_SASL_CONT,
+};
+
+struct client_login {
+    enum clogin_step step;
+    char user[MAX_NAME];
+    char dbname[MAX_NAME];
+    struct database *db;
+    bool user_known;
+    char secret[MAX_PASSWORD];
+    uint8_t md5_salt[4];
+    struct scram_secret scram_secret;
+    struct scram_server scram;
+};
+
+static enum sbuf_result client_proto(struct sbuf *sb, enum sbuf_event ev, struct pkt_hdr *hdr);
+
+static struct pgsock *sock_of(struct sbuf *sb)
+{
+    return container_of(sb, struct pgsock, sbuf);
+}
+
+/*==== Accept and disconnect ====*/
+
+void client_accept(int fd, const struct sockaddr *sa, socklen_t salen, bool is_unix)
+{
+    struct pgsock *c = pool_alloc_client();
+    (void)salen;
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->clogin = calloc(1, sizeof(struct client_login));
+    if (!c->clogin) {
+        G.client_count--;
+        c->state = CL_JUSTFREE;
+        statlist_append(&G.justfree_clients, &c->head);
+        close(fd);
+        return;
+    }
+    c->is_unix = is_unix;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        c->remote.family = AF_INET;
+        c->remote.port = ntohs(sin->sin_port);
+        memcpy(c->remote.addr, &sin->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+        c->remote.family = AF_INET6;
+        c->remote.port = ntohs(sin6->sin6_port);
+        memcpy(c->remote.addr, &sin6->sin6_addr, 16);
+    } else {
+        c->remote.family = AF_UNIX;
+    }
+    if (!is_unix) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (G.cfg->tcp_keepalive)
+            setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    }
+    sbuf_init(&c->sbuf, client_proto);
+    c->sbuf.startup = 1;
+    c->syncs_since_exec = -1;
+    pool_change_client_state(c, CL_LOGIN);
+    if (!sbuf_accept(&c->sbuf, fd))
+        client_disconnect(c, NULL, "accept failed");
+}
+
+static bool send_fatal(struct pgsock *c, const char *severity, const char *sqlstate,
+                       const char *msg)
+{
+    uint8_t mem[1200];
+    struct pktbuf pb;
+    pktbuf_init(&pb, mem, sizeof(mem));
+    pktbuf_error(&pb, severity, sqlstate, msg);
+    return !pb.failed && sbuf_answer(&c->sbuf, pb.buf, pb.len);
+}
+
+bool client_send_error(struct pgsock *c, const char *sqlstate, const char *msg)
+{
+    return send_fatal(c, "ERROR", sqlstate, msg);
+}
+
+/* Can the server go back to the pool as it is, after its client left? */
+static bool server_is_clean(const struct pgsock *s, const struct pgsock *c)
+{
+    return s->internal == SV_INT_NONE && s->rfq_expected == 0 && !s->copy_in &&
+           s->last_status == 'I' && sbuf_is_empty(&s->sbuf) && !s->sbuf.wait_send &&
+           c->sbuf.pkt_remain == 0 && sbuf_is_empty(&c->sbuf);
+}
+
+void client_disconnect(struct pgsock *c, const char *sqlstate, const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    if (c->state == CL_JUSTFREE || c->state == CL_FREE)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+
+    if (sqlstate) {
+        if (G.cfg->log_pooler_errors)
+            slog_warning(c, "pooler error: %s", reason);
+        send_fatal(c, "FATAL", sqlstate, reason);
+    } else if (G.cfg->log_disconnections && c->state != CL_LOGIN) {
+        slog_info(c, "closing because: %s (age=%.0fs)", reason, loop_now() - c->connect_time);
+    } else {
+        slog_debug(c, "closing because: %s", reason);
+    }
+
+    struct pgsock *s = c->link;
+    if (s) {
+        bool clean = server_is_clean(s, c);
+        if (clean) {
+            pool_release_server(s);
+        } else {
+            /* Mid-transaction or mid-message: the server cannot be reused. */
+            s->link = NULL;
+            s->sbuf.dst = NULL;
+            c->link = NULL;
+            c->sbuf.dst = NULL;
+            server_disconnect(s, "client disconnected with queries in progress");
+        }
+    }
+    c->link = NULL;
+    cancel_unregister(c);
+    if (c->state == CL_LOGIN) {
+        free(c->clogin);
+        c->clogin = NULL;
+    } else if (c->pool) {
+        c->pool->db->client_count--;
+        c->pool->user->client_count--;
+    }
+    sbuf_close(&c->sbuf);
+    G.client_count--;
+    pool_change_client_state(c, CL_JUSTFREE);
+}
+
+/*==== Startup ====*/
+
+static bool csv_contains(const char *csv, const char *name)
+{
+    size_t n = strlen(name);
+    const char *p = csv;
+    while (p && *p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && end[-1] == ' ')
+            end--;
+        if ((size_t)(end - start) == n && strncasecmp(start, name, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* One "key=value" from options: track it, ignore it, or refuse it. */
+static bool client_option(struct pgsock *c, char *kv)
+{
+    char msg[256];
+    char *eq = strchr(kv, '=');
+    if (!eq) {
+        snprintf(msg, sizeof(msg), "unsupported options startup parameter: %.100s", kv);
+        client_disconnect(c, "08P01", "%s", msg);
+        return false;
+    }
+    *eq = 0;
+    for (char *p = kv; *p; p++)
+        if (*p == '-')
+            *p = '_';
+    int idx = varcache_lookup(kv);
+    if (idx >= 0) {
+        varcache_set(&c->vars, idx, eq + 1);
+        return true;
+    }
+    if (csv_contains(G.cfg->ignore_startup_parameters, kv) ||
+        csv_contains(G.cfg->ignore_startup_parameters, "options"))
+        return true;
+    client_disconnect(c, "08P01", "unsupported startup parameter in options: %.100s", kv);
+    return false;
+}
+
+/* "-c a=b --c=d": PostgreSQL's options syntax with backslash escapes. */
+static bool client_parse_options(struct pgsock *c, const char *opts)
+{
+    char tok[1024];
+    const char *p = opts;
+    bool want_c = false;
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            break;
+        size_t n = 0;
+        while (*p && *p != ' ') {
+            if (*p == '\\' && p[1])
+                p++;
+            if (n + 1 >= sizeof(tok)) {
+                client_disconnect(c, "08P01", "options startup parameter too long");
+                return false;
+            }
+            tok[n++] = *p++;
+        }
+        tok[n] = 0;
+        if (want_c) {
+            want_c = false;
+            if (!client_option(c, tok))
+                return false;
+        } else if (strcmp(tok, "-c") == 0) {
+            want_c = true;
+        } else if (strncmp(tok, "-c", 2) == 0) {
+            if (!client_option(c, tok + 2))
+                return false;
+        } else if (strncmp(tok, "--", 2) == 0) {
+            if (!client_option(c, tok + 2))
+                return false;
+        } else if (csv_contains(G.cfg->ignore_startup_parameters, "options")) {
+            continue;
+        } else {
+            client_disconnect(c, "08P01", "unsupported options startup parameter: %.100s", tok);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool send_negotiate(struct pgsock *c, const char **names, int n)
+{
+    uint8_t mem[2048];
+    struct pktbuf pb;
+    pktbuf_init(&pb, mem, sizeof(mem));
+    pktbuf_start(&pb, PqMsg_NegotiateProtocolVersion);
+    pktbuf_put_u32(&pb, 0); /* newest minor version we speak: 3.0 */
+    pktbuf_put_u32(&pb, (uint32_t)n);
+    for (int i = 0; i < n; i++)
+        pktbuf_put_string(&pb, names[i]);
+    pktbuf_finish(&pb);
+    return !pb.failed && sbuf_answer(&c->sbuf, pb.buf, pb.len);
+}
+
+static bool client_start_auth(struct pgsock *c);
+
+static enum sbuf_result client_startup(struct pgsock *c, struct pkt_hdr *hdr)
+{
+    struct client_login *cl = c->clogin;
+    struct pkt_reader r;
+    uint32_t code;
+
+    if (hdr->total < 8 || hdr->total > PKT_STARTUP_MAX) {
+        client_disconnect(c, "08P01", "invalid startup packet length");
+        return SBUF_CLOSED;
+    }
+    if (!hdr->complete)
+        return SBUF_NEED_MORE;
+    reader_init(&r, hdr->data + 4, hdr->total - 4);
+    if (!reader_get_u32(&r, &code)) {
+        client_disconnect(c, "08P01", "invalid startup packet");
+        return SBUF_CLOSED;
+    }
+
+    if (code == PKT_SSLREQ || code == PKT_GSSENCREQ) {
+        sbuf_skip(&c->sbuf, hdr->total);
+        if (hdr->total != 8 || !sbuf_answer(&c->sbuf, "N", 1)) {
+            client_disconnect(c, NULL, "bad SSLRequest/GSSENCRequest");
+            return SBUF_CLOSED;
+        }
+        return SBUF_OK;
+    }
+    if (code == PKT_CANCEL) {
+        const uint8_t *key;
+        if (hdr->total == 16 && reader_get_bytes(&r, 8, &key))
+            cancel_handle(key);
+        sbuf_skip(&c->sbuf, hdr->total);
+        client_disconnect(c, NULL, "cancel request handled");
+        return SBUF_CLOSED;
+    }
+    if ((code >> 16) != 3) {
+        client_disconnect(c, "0A000",
+                          "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
+                          code >> 16, code & 0xffff);
+        return SBUF_CLOSED;
+    }
+
+    const char *pq_names[32];
+    int n_pq = 0;
+    for (;;) {
+        const char *key, *val;
+        if (!reader_get_cstring(&r, &key)) {
+            client_disconnect(c, "08P01", "invalid startup packet layout: expected terminator");
+            return SBUF_CLOSED;
+        }
+        if (key[0] == 0)
+            break;
+        if (!reader_get_cstring(&r, &val)) {
+            client_disconnect(c, "08P01", "invalid startup packet layout: missing value");
+            return SBUF_CLOSED;
+        }
+        if (strcmp(key, "user") == 0) {
+            if (strlen(val) >= MAX_NAME) {
+                client_disconnect(c, "08P01", "user name too long");
+                return SBUF_CLOSED;
+            }
+            strcpy(cl->user, val);
+        } else if (strcmp(key, "database") == 0) {
+            if (strlen(val) >= MAX_NAME) {
+                client_disconnect(c, "08P01", "database name too long");
+                return SBUF_CLOSED;
+            }
+            strcpy(cl->dbname, val);
+        } else if (strcmp(key, "options") == 0) {
+            if (!client_parse_options(c, val))
+                return SBUF_CLOSED;
+        } else if (strncmp(key, "_pq_.", 5) == 0) {
+            if (n_pq < 32)
+                pq_names[n_pq++] = key;
+        } else if (strcmp(key, "replication") == 0) {
+            client_disconnect(c, "08P01", "replication connections are not supported by pgmux");
+            return SBUF_CLOSED;
+        } else {
+            int idx = varcache_lookup(key);
+            if (idx >= 0) {
+                varcache_set(&c->vars, idx, val);
+            } else if (!csv_contains(G.cfg->ignore_startup_parameters, key)) {
+                client_disconnect(c, "08P01", "unsupported startup parameter: %.100s", key);
+                return SBUF_CLOSED;
+            }
+        }
+    }
+    if (reader_left(&r) != 0) {
+        client_disconnect(c, "08P01", "invalid startup packet layout: trailing bytes");
+        return SBUF_CLOSED;
+    }
+    if (!cl->user[0]) {
+        client_disconnect(c, "28000", "no PostgreSQL user name specified in startup packet");
+        return SBUF_CLOSED;
+    }
+    if (!cl->dbname[0])
+        strcpy(cl->dbname, cl->user);
+    if ((code & 0xffff) != 0 || n_pq > 0) {
+        if (!send_negotiate(c, pq_names, n_pq)) {
+            client_disconnect(c, NULL, "send failed");
+            return SBUF_CLOSED;
+        }
+    }
+    sbuf_skip(&c->sbuf, hdr->total);
+    c->sbuf.startup = 0;
+    if (!client_start_auth(c))
+        return SBUF_CLOSED;
+    return SBUF_OK;
+}
+
+/*==== Authentication ====*/
+
+static bool send_auth(struct pgsock *c, uint32_t code, const void *data, size_t len)
+{
+    uint8_t mem[SCRAM_MAX_MSG + 64];
+    struct pktbuf pb;
+    pktbuf_init(&pb, mem, sizeof(mem));
+    pktbuf_auth(&pb, code, data, len);
+    if (pb.failed || !sbuf_answer(&c->sbuf, pb.buf, pb.len)) {
+        client_disconnect(c, NULL, "could not send authentication request");
+        return false;
+    }
+    return true;
+}
+
+static void auth_failed(struct pgsock *c)
+{
+    /* The same text as PostgreSQL, whether the user exists or not. */
+    client_disconnect(c, "28P01", "password authentication failed for user \"%s\"",
+                      c->clogin->user);
+}
+
+static bool client_login_ok(struct pgsock *c);
+
+static bool client_start_scram(struct pgsock *c)
+{
+    struct client_login *cl = c->clogin;
+    bool ok = false;
+    if (cl->user_known) {
+        enum secret_kind k = secret_kind(cl->secret);
+        if (k == SECRET_SCRAM) {
+            ok = scram_parse_secret(cl->secret, &cl->scram_secret);
+        } else if (k == SECRET_PLAIN) {
+            const struct scram_secret *sec =
+                scram_secret_for_plain(cl->user, cl->secret, G.cfg->scram_iterations);
+            if (sec) {
+                cl->scram_secret = *sec;
+                ok = true;
+            }
+        }
+    }
+    if (!ok) {
+        /* Unknown user or unusable secret: run the exchange against a random
+         * secret so the failure looks exactly like a wrong password. */
+        uint8_t rnd[18];
+        char pw[40];
+        RAND_bytes(rnd, sizeof(rnd));
+        scram_b64_encode(rnd, sizeof(rnd), pw, sizeof(pw));
+        const struct scram_secret *sec = scram_secret_for_plain("", pw, G.cfg->scram_iterations);
+        if (!sec) {
+            client_disconnect(c, "53200", "out of memory");
+            return false;
+        }
+        cl->scram_secret = *sec;
+        cl->user_known = false;
+    }
+    cl->step = CLOGIN_SASL_INIT;
+    static const char mechs[] = "SCRAM-SHA-256\0";
+    return send_auth(c, AUTH_REQ_SASL, mechs, sizeof(mechs));
+}
+
+static bool client_start_auth(struct pgsock *c)
+{
+    struct client_login *cl = c->clogin;
+    const char *secret;
+
+    if (strcmp(cl->dbname, "pgbouncer") == 0 || strcmp(cl->dbname, "pgmux") == 0) {
+        client_disconnect(c, "08P01", "the admin console is not available yet");
+        return false;
+    }
+    cl->db = db_find_or_auto(cl->dbname);
+    if (!cl->db || cl->db->dead) {
+        client_disconnect(c, "3D000", "no such database: %s", cl->dbname);
+        return false;
+    }
+    if (cl->db->disabled) {
+        client_disconnect(c, "08P01", "database \"%s\" is disabled", cl->dbname);
+        return false;
+    }
+    if (G.client_count > G.cfg->max_client_conn) {
+        client_disconnect(c, "53300", "no more connections allowed (max_client_conn)");
+        return false;
+    }
+    if (G.shutting_down) {
+        client_disconnect(c, "57P01", "pooler is shutting down");
+        return false;
+    }
+
+    secret = G.authfile ? authfile_lookup(G.authfile, cl->user) : NULL;
+    if (secret && strlen(secret) < sizeof(cl->secret)) {
+        strcpy(cl->secret, secret);
+        cl->user_known = true;
+    }
+
+    switch (G.cfg->auth_type) {
+    case AUTH_ANY:
+        return client_login_ok(c);
+    case AUTH_TRUST:
+        if (!cl->user_known) {
+            auth_failed(c);
+            return false;
+        }
+        return client_login_ok(c);
+    case AUTH_PLAIN:
+        cl->step = CLOGIN_PASSWORD;
+        return send_auth(c, AUTH_REQ_PASSWORD, NULL, 0);
+    case AUTH_MD5:
+        if (cl->user_known && secret_kind(cl->secret) == SECRET_SCRAM)
+            return client_start_scram(c);
+        cl->step = CLOGIN_MD5;
+        RAND_bytes(cl->md5_salt, 4);
+        return send_auth(c, AUTH_REQ_MD5, cl->md5_salt, 4);
+    case AUTH_SCRAM:
+        return client_start_scram(c);
+    default:
+        client_disconnect(c, "28000", "auth_type not supported yet by pgmux");
+        return false;
+    }
+}
+
+static bool check_plain_password(struct client_login *cl, const char *pw)
+{
+    if (!cl->user_known)
+        return false;
+    switch (secret_kind(cl->secret)) {
+    case SECRET_PLAIN: {
+        size_t a = strlen(cl->secret), b = strlen(pw);
+        return a == b && secret_equal(cl->secret, pw, a);
+    }
+    case SECRET_MD5: {
+        char h[36];
+        md5_password_hash(pw, cl->user, h);
+        return secret_equal(h, cl->secret, 35);
+    }
+    default:
+        return false;
+    }
+}
+
+static enum sbuf_result client_auth_pkt(struct pgsock *c, struct pkt_hdr *hdr)
+{
+    struct client_login *cl = c->clogin;
+    struct pkt_reader r;
+    const char *errmsg = NULL;
+
+    if (hdr->type != PqMsg_PasswordMessage) {
+        client_disconnect(c, "08P01", "expected password response, got message type %d",
+                          hdr->type);
+        return SBUF_CLOSED;
+    }
+    if (hdr->total == 0 || hdr->len > MAX_PASSWORD + 64) {
+        client_disconnect(c, "08P01", "invalid password packet length");
+        return SBUF_CLOSED;
+    }
+    if (!hdr->complete)
+        return SBUF_NEED_MORE;
+    reader_init(&r, hdr->data + 5, hdr->len);
+    sbuf_skip(&c->sbuf, hdr->total);
+
+    switch (cl->step) {
+    case CLOGIN_PASSWORD: {
+        const char *pw;
+        if (!reader_get_cstring(&r, &pw) || reader_left(&r) != 0) {
+            client_disconnect(c, "08P01", "invalid password packet");
+            return SBUF_CLOSED;
+        }
+        if (!check_plain_password(cl, pw)) {
+            auth_failed(c);
+            return SBUF_CLOSED;
+        }
+        return client_login_ok(c) ? SBUF_OK : SBUF_CLOSED;
+    }
+    case CLOGIN_MD5: {
+        const char *resp;
+        if (!reader_get_cstring(&r, &resp) || reader_left(&r) != 0) {
+            client_disconnect(c, "08P01", "invalid password packet");
+            return SBUF_CLOSED;
+        }
+        if (!cl->user_known || !md5_check(cl->secret, cl->user, cl->md5_salt, resp)) {
+            auth_failed(c);
+            return SBUF_CLOSED;
+        }
+        return client_login_ok(c) ? SBUF_OK : SBUF_CLOSED;
+    }
+    case CLOGIN_SASL_INIT: {
+        const char *mech;
+        int32_t dlen;
+        const uint8_t *data;
+        if (!reader_get_cstring(&r, &mech) || !reader_get_i32(&r, &dlen) || dlen < 0 ||
+            (size_t)dlen != reader_left(&r) || !reader_get_bytes(&r, (size_t)dlen, &data)) {
+            client_disconnect(c, "08P01", "malformed SASLInitialResponse");
+            return SBUF_CLOSED;
+        }
+        if (strcmp(mech, "SCRAM-SHA-256") != 0) {
+            client_disconnect(c, "28000", "client selected an invalid SASL authentication "
+                                          "mechanism");
+            return SBUF_CLOSED;
+        }
+        char out[SCRAM_MAX_MSG];
+        size_t olen;
+        memset(&cl->scram, 0, sizeof(cl->scram));
+        if (!scram_server_first(&cl->scram, &cl->scram_secret, data, (size_t)dlen, out,
+                                sizeof(out), &olen, &errmsg)) {
+            client_disconnect(c, "08P01", "malformed SCRAM message: %s",
+                              errmsg ? errmsg : "invalid");
+            return SBUF_CLOSED;
+        }
+        cl->step = CLOGIN_SASL_CONT;
+        return send_auth(c, AUTH_REQ_SASL_CONT, out, olen) ? SBUF_OK : SBUF_CLOSED;
+    }
+    case CLOGIN_SASL_CONT: {
+        char out[SCRAM_MAX_MSG];
+        size_t olen;
+        if (!scram_server_final(&cl->scram, &cl->scram_secret, r.pos, reader_left(&r), out,
+                                sizeof(out), &olen, NULL, &errmsg)) {
+            if (errmsg && strcmp(errmsg, "password mismatch") == 0) {
+                auth_failed(c);
+            } else {
+                client_disconnect(c, "08P01", "malformed SCRAM message: %s",
+                                  errmsg ? errmsg : "invalid");
+            }
+            return SBUF_CLOSED;
+        }
+        if (!cl->user_known) {
+            auth_failed(c);
+            return SBUF_CLOSED;
+        }
+        if (!send_auth(c, AUTH_REQ_SASL_FIN, out, olen))
+            return SBUF_CLOSED;
+        return client_login_ok(c) ? SBUF_OK : SBUF_CLOSED;
+    }
+    default:
+        client_disconnect(c, "08P01", "unexpected password message");
+        return SBUF_CLOSED;
+    }
+}
+
+/* Authentication passed: find the pool and either welcome now or wait for its first server. */
+static bool client_login_ok(struct pgsock *c)
+{
+    struct client_login *cl = c->clogin;
+    struct database *db = cl->db;
+    const char *pool_user = db->forced_user ? db->forced_user : cl->user;
+    struct user *u = db_find_or_add_user(pool_user);
+    if (!u) {
+        client_disconnect(c, "53200", "out of memory");
+        return false;
+    }
+    int max_db = db->max_db_client_connections != CONFIG_UNSET ? db->max_db_client_connections
+                                                               : G.cfg->max_db_client_connections;
+    if (max_db > 0 && db->client_count >= max_db) {
+        client_disconnect(c, "53300", "client connections exceeded (max_db_client_connections)");
+        return false;
+    }
+    int max_user = u->max_user_client_connections != CONFIG_UNSET
+                       ? u->max_user_client_connections
+                       : G.cfg->max_user_client_connections;
+    if (max_user > 0 && u->client_count >= max_user) {
+        client_disconnect(c, "53300",
+                          "client connections exceeded (max_user_client_connections)");
+        return false;
+    }
+    struct pool *p = pool_get(db, u);
+    if (!p || !cancel_register(c)) {
+        client_disconnect(c, "53200", "out of memory");
+        return false;
+    }
+    if (G.cfg->log_connections)
+        slog_info(c, "login attempt: db=%s user=%s", cl->dbname, cl->user);
+    free(c->clogin);
+    c->clogin = NULL;
+    c->pool = p;
+    db->client_count++;
+    u->client_count++;
+    db->inactive_since = 0;
+    p->stats.client_login_count++;
+    if (p->welcome_ready) {
+        pool_change_client_state(c, CL_ACTIVE);
+        client_welcome(c);
+        return c->state == CL_ACTIVE;
+    }
+    pool_change_client_state(c, CL_WAITING_LOGIN);
+    c->wait_start = loop_now();
+    pool_launch_if_needed(p);
+    return true;
+}
+
+void client_welcome(struct pgsock *c)
+{
+    struct pool *p = c->pool;
+    uint8_t mem[8192];
+    struct pktbuf pb;
+    struct pkt_reader r;
+
+    pktbuf_init(&pb, mem, sizeof(mem));
+    pktbuf_auth(&pb, AUTH_REQ_OK, NULL, 0);
+    reader_init(&r, p->welcome, p->welcome_len);
+    while (reader_left(&r) >= 5) {
+        uint8_t type;
+        uint32_t len;
+        const uint8_t *body;
+        const char *key, *val;
+        if (!reader_get_u8(&r, &type))
+            break;
+        if (!reader_get_u32(&r, &len) || len < 4 || !reader_get_bytes(&r, len - 4, &body))
+            break;
+        struct pkt_reader br;
+        reader_init(&br, body, len - 4);
+        if (!reader_get_cstring(&br, &key) || !reader_get_cstring(&br, &val))
+            continue;
+        int idx = varcache_lookup(key);
+        if (idx >= 0) {
+            const char *mine = varcache_get(&c->vars, idx);
+            if (mine)
+                val = mine;
+            else
+                varcache_set(&c->vars, idx, val);
+        }
+        pktbuf_param_status(&pb, key, val);
+    }
+    pktbuf_start(&pb, PqMsg_BackendKeyData);
+    pktbuf_put_bytes(&pb, c->cancel_key, 8);
+    pktbuf_finish(&pb);
+    if (G.cfg->login_notify_message[0])
+        pktbuf_notice(&pb, G.cfg->login_notify_message);
+    pktbuf_ready(&pb, 'I');
+    if (pb.failed || !sbuf_answer(&c->sbuf, pb.buf, pb.len)) {
+        client_disconnect(c, NULL, "could not send welcome");
+        return;
+    }
+    if (c->state != CL_ACTIVE)
+        pool_change_client_state(c, CL_ACTIVE);
+    c->request_time = loop_now();
+    /* Anything the client pipelined behind its login is processed now. */
+    sbuf_continue(&c->sbuf);
+}
+
+/*==== Logged in ====*/
+
+static enum sbuf_result client_active_pkt(struct pgsock *c, struct pkt_hdr *hdr)
+{
+    struct pgsock *s;
+
+    if (hdr->total == 0 || hdr->len > (uint32_t)G.cfg->max_packet_size) {
+        client_disconnect(c, "08P01", "invalid message length");
+        return SBUF_CLOSED;
+    }
+    switch (hdr->type) {
+    case PqMsg_Terminate:
+        sbuf_skip(&c->sbuf, hdr->total);
+        client_disconnect(c, NULL, "client close request");
+        return SBUF_CLOSED;
+    case PqMsg_CopyData:
+    case PqMsg_CopyDone:
+    case PqMsg_CopyFail:
+        if (!c->link) {
+            /* COPY data that arrives after the server was released is dropped. */
+            sbuf_skip(&c->sbuf, hdr->total);
+            return SBUF_OK;
+        }
+        break;
+    case PqMsg_Query:
+        if (G.cfg->disable_pqexec) {
+            client_disconnect(c, "08P01", "PQexec disallowed");
+            return SBUF_CLOSED;
+        }
+        break;
+    case PqMsg_Parse:
+    case PqMsg_Bind:
+    case PqMsg_Describe:
+    case PqMsg_Execute:
+    case PqMsg_Close:
+    case PqMsg_Sync:
+    case PqMsg_Flush:
+    case PqMsg_FunctionCall:
+        break;
+    default:
+        client_disconnect(c, "08P01", "invalid frontend message type %d", hdr->type);
+        return SBUF_CLOSED;
+    }
+
+    if (!c->link) {
+        if (c->state == CL_WAITING)
+            return SBUF_PAUSE;
+        if (!pool_find_server(c)) {
+            if (c->state == CL_JUSTFREE)
+                return SBUF_CLOSED;
+            return SBUF_PAUSE;
+        }
+    }
+    s = c->link;
+    if (s->internal)
+        return SBUF_PAUSE; /* SET of tracked parameters still running */
+
+    struct pool *p = c->pool;
+    switch (hdr->type) {
+    case PqMsg_Query:
+        s->rfq_expected++;
+        c->syncs_since_exec = -1;
+        c->query_start = loop_now();
+        p->stats.query_count++;
+        break;
+    case PqMsg_Execute:
+        c->syncs_since_exec = 0;
+        c->query_start = loop_now();
+        p->stats.query_count++;
+        break;
+    case PqMsg_Sync:
+        if (!s->copy_in) {
+            s->rfq_expected++;
+            if (c->syncs_since_exec >= 0)
+                c->syncs_since_exec++;
+        }
+        break;
+    case PqMsg_FunctionCall:
+        s->rfq_expected++;
+        break;
+    case PqMsg_CopyDone:
+    case PqMsg_CopyFail:
+        s->copy_in = false;
+        break;
+    default:
+        break;
+    }
+    s->ready = false;
+    s->release_pending = false;
+    c->request_time = loop_now();
+    p->stats.bytes_received += hdr->total;
+    sbuf_forward(&c->sbuf, hdr->total);
+    return SBUF_OK;
+}
+
+static enum sbuf_result client_proto(struct sbuf *sb, enum sbuf_event ev, struct pkt_hdr *hdr)
+{
+    struct pgsock *c = sock_of(sb);
+
+    switch (ev) {
+    case SBUF_EV_RECV_FAILED:
+        if (errno)
+            client_disconnect(c, NULL, "client connection error: %s", strerror(errno));
+        else
+            client_disconnect(c, NULL, "client unexpected eof");
+        return SBUF_CLOSED;
+    case SBUF_EV_SEND_FAILED:
+        /* Forwarding to our server failed. */
+        if (c->link)
+            server_disconnect(c->link, "send to server failed: %s", strerror(errno));
+        else
+            client_disconnect(c, NULL, "send failed");
+        return SBUF_CLOSED;
+    case SBUF_EV_PKT_TOO_BIG:
+        client_disconnect(c, "08P01", "message too large for this connection state");
+        return SBUF_CLOSED;
+    case SBUF_EV_FLUSH:
+    case SBUF_EV_CONNECT_OK:
+    case SBUF_EV_CONNECT_FAILED:
+        return SBUF_OK;
+    case SBUF_EV_PKT:
+        break;
+    }
+
+    switch (c->state) {
+    case CL_LOGIN:
+        if (c->clogin->step == CLOGIN_STARTUP)
+            return client_startup(c, hdr);
+        return client_auth_pkt(c, hdr);
+    case CL_WAITING_LOGIN:
+        return SBUF_PAUSE;
+    case CL_ACTIVE:
+    case CL_WAITING:
+        return client_active_pkt(c, hdr);
+    default:
+        client_disconnect(c, "08P01", "BUG: client in unexpected state %d", c->state);
+        return SBUF_CLOSED;
+    }
+}

@@ -1,1 +1,151 @@
 /* SPDX-License-Identifier: ISC */
+/*
+ * log: PgBouncer-like log lines ("2026-11-23 12:00:00.123 UTC [pid] LOG
+ * C-12: db/user@127.0.0.1:5432 message") to stderr, a logfile and/or syslog.
+ * The logfile is reopened on every configure (SIGHUP), for logrotate.
+ */
+#include "log.h"
+
+#include "config.h"
+#include "pgmux.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+int log_level = LOG_LVL_INFO;
+
+static bool log_quiet;
+static int verbose_cmdline;
+static FILE *logfile;
+static bool use_syslog;
+
+static const char *const level_names[] = {"FATAL", "ERROR", "WARNING", "LOG", "DEBUG", "NOISE"};
+static const int syslog_levels[] = {LOG_CRIT, LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG, LOG_DEBUG};
+
+void log_setup(bool quiet, int verbose)
+{
+    log_quiet = quiet;
+    verbose_cmdline = verbose;
+    log_level = LOG_LVL_INFO + verbose;
+    if (log_level > LOG_LVL_NOISE)
+        log_level = LOG_LVL_NOISE;
+}
+
+static int facility_code(const char *name)
+{
+    static const struct {
+        const char *name;
+        int code;
+    } map[] = {
+        {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV}, {"daemon", LOG_DAEMON},
+        {"user", LOG_USER},     {"local0", LOG_LOCAL0},     {"local1", LOG_LOCAL1},
+        {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3},     {"local4", LOG_LOCAL4},
+        {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6},     {"local7", LOG_LOCAL7},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (strcmp(map[i].name, name) == 0)
+            return map[i].code;
+    return LOG_DAEMON;
+}
+
+void log_configure(const struct config *cfg)
+{
+    int v = cfg->verbose > verbose_cmdline ? cfg->verbose : verbose_cmdline;
+    log_level = LOG_LVL_INFO + v;
+    if (log_level > LOG_LVL_NOISE)
+        log_level = LOG_LVL_NOISE;
+    if (logfile) {
+        fclose(logfile);
+        logfile = NULL;
+    }
+    if (cfg->logfile && cfg->logfile[0]) {
+        logfile = fopen(cfg->logfile, "a");
+        if (logfile)
+            setvbuf(logfile, NULL, _IOLBF, 0);
+        else
+            fprintf(stderr, "cannot open logfile %s\n", cfg->logfile);
+    }
+    if (use_syslog)
+        closelog();
+    use_syslog = cfg->syslog != 0;
+    if (use_syslog)
+        openlog(cfg->syslog_ident, LOG_PID, facility_code(cfg->syslog_facility));
+}
+
+void log_close(void)
+{
+    if (logfile)
+        fclose(logfile);
+    logfile = NULL;
+}
+
+static void log_write(int level, const char *prefix, const char *msg)
+{
+    char ts[64];
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    localtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(ts + n, sizeof(ts) - n, ".%03d", (int)(tv.tv_usec / 1000));
+    char tz[16];
+    strftime(tz, sizeof(tz), "%Z", &tm);
+
+    if (!log_quiet || level <= LOG_LVL_ERROR)
+        fprintf(stderr, "%s %s [%d] %s %s%s\n", ts, tz, (int)getpid(), level_names[level],
+                prefix, msg);
+    if (logfile)
+        fprintf(logfile, "%s %s [%d] %s %s%s\n", ts, tz, (int)getpid(), level_names[level],
+                prefix, msg);
+    if (use_syslog)
+        syslog(syslog_levels[level], "%s %s%s", level_names[level], prefix, msg);
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    if (level > log_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_write(level, "", msg);
+}
+
+const char *log_addr(const struct pgsock *s, char *buf, int len)
+{
+    char a[INET6_ADDRSTRLEN];
+    if (s->remote.family == AF_INET) {
+        inet_ntop(AF_INET, s->remote.addr, a, sizeof(a));
+        snprintf(buf, (size_t)len, "%s:%u", a, s->remote.port);
+    } else if (s->remote.family == AF_INET6) {
+        inet_ntop(AF_INET6, s->remote.addr, a, sizeof(a));
+        snprintf(buf, (size_t)len, "[%s]:%u", a, s->remote.port);
+    } else {
+        snprintf(buf, (size_t)len, "unix:%u", s->remote.port);
+    }
+    return buf;
+}
+
+void slog_msg(int level, const struct pgsock *s, const char *fmt, ...)
+{
+    char msg[1024], prefix[300], addr[80];
+    va_list ap;
+    if (level > log_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    const char *db = s->pool ? s->pool->db->name : "(nodb)";
+    const char *user = s->pool ? s->pool->user->name : "(nouser)";
+    snprintf(prefix, sizeof(prefix), "%c-%llu: %s/%s@%s ", s->is_server ? 'S' : 'C',
+             (unsigned long long)s->id, db, user, log_addr(s, addr, sizeof(addr)));
+    log_write(level, prefix, msg);
+}

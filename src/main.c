@@ -1,1 +1,380 @@
 /* SPDX-License-Identifier: ISC */
+/*
+ * main: command line, startup order, pidfile and daemon mode, signals and
+ * their PgBouncer (>= 1.23) meanings, reload, and the loop.
+ *
+ * Startup dies on any error (bad config names file and line); after the loop
+ * starts nothing a client, a server or a reload does may end the process.
+ */
+#include "authfile.h"
+#include "config.h"
+#include "db.h"
+#include "dns.h"
+#include "iobuf.h"
+#include "janitor.h"
+#include "listener.h"
+#include "log.h"
+#include "loop.h"
+#include "pgmux.h"
+#include "pool.h"
+#include "varcache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct global G;
+
+static ev_signal sig_watchers[6];
+static char *pidfile_written;
+
+void pgmux_exit_now(void);
+
+static void usage(FILE *f)
+{
+    fprintf(f, "pgmux, a PostgreSQL connection pooler (PgBouncer compatible)\n\n"
+               "Usage: pgmux [OPTION]... CONFIG_FILE\n"
+               "  -d, --daemon     run in the background (needs pidfile and logfile)\n"
+               "  -q, --quiet      log nothing to stderr\n"
+               "  -v, --verbose    more logging (repeat for more)\n"
+               "  -u, --user=USER  switch to USER after opening the listening sockets\n"
+               "  -V, --version    print the version and exit\n"
+               "  -h, --help       print this help and exit\n");
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_fatal("%s", msg);
+    exit(1);
+}
+
+static void remove_pidfile(void)
+{
+    if (pidfile_written) {
+        unlink(pidfile_written);
+        free(pidfile_written);
+        pidfile_written = NULL;
+    }
+}
+
+void pgmux_exit_now(void)
+{
+    listener_close_all();
+    remove_pidfile();
+    log_close();
+    exit(0);
+}
+
+static void write_pidfile(const char *path)
+{
+    if (!path || !path[0])
+        return;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        die("cannot write pidfile %s: %s", path, strerror(errno));
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+    if (write(fd, buf, (size_t)n) != n)
+        die("cannot write pidfile %s: %s", path, strerror(errno));
+    close(fd);
+    pidfile_written = strdup(path);
+}
+
+static void change_user(const char *name)
+{
+    struct passwd *pw = getpwnam(name);
+    if (!pw)
+        die("could not find user '%s'", name);
+    if (setgroups(0, NULL) < 0 && errno != EPERM)
+        die("setgroups failed: %s", strerror(errno));
+    if (setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+        die("could not switch to user '%s': %s", name, strerror(errno));
+}
+
+static void daemonize(void)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork failed: %s", strerror(errno));
+    if (pid > 0)
+        _exit(0);
+    setsid();
+    pid = fork();
+    if (pid < 0)
+        die("fork failed: %s", strerror(errno));
+    if (pid > 0)
+        _exit(0);
+    int fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        if (fd > 2)
+            close(fd);
+    }
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rlim_t need = (rlim_t)G.cfg->max_client_conn + 100;
+        if (rl.rlim_cur < need)
+            log_warning("file descriptor limit %llu is below max_client_conn + 100 = %llu",
+                        (unsigned long long)rl.rlim_cur, (unsigned long long)need);
+    }
+}
+
+/* Give dst the value src has for key k (restart-only keys keep running values). */
+static void copy_key(struct config *dst, const struct config *src, const struct config_key *k)
+{
+    char *d = (char *)dst + k->offset;
+    const char *s = (const char *)src + k->offset;
+    switch (k->type) {
+    case CFG_STRING: {
+        char **dp = (char **)d;
+        char *const *sp = (char *const *)s;
+        char *copy = strdup(*sp ? *sp : "");
+        if (!copy)
+            return;
+        free(*dp);
+        *dp = copy;
+        break;
+    }
+    case CFG_TIME:
+        memcpy(d, s, sizeof(double));
+        break;
+    default:
+        memcpy(d, s, sizeof(int));
+        break;
+    }
+}
+
+/* Parse, validate and only then swap: a bad reload changes nothing. */
+static bool reload_config(void)
+{
+    struct config_error err;
+    char msg[700];
+    struct config *ncfg = config_load(G.cfg->conffile, &err);
+    if (!ncfg) {
+        config_error_format(&err, msg, sizeof(msg));
+        log_error("config reload failed, keeping the old configuration: %s", msg);
+        return false;
+    }
+    struct authfile *naf = NULL;
+    if (ncfg->auth_file[0]) {
+        naf = authfile_load(ncfg->auth_file, msg, sizeof(msg));
+        if (!naf) {
+            log_error("auth_file reload failed, keeping the old configuration: %s", msg);
+            config_free(ncfg);
+            return false;
+        }
+    }
+    /* Keys that need a restart keep their running values. */
+    size_t n;
+    const struct config_key *keys = config_keys(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i].reloadable)
+            continue;
+        char a[512], b[512];
+        config_format(G.cfg, &keys[i], a, sizeof(a));
+        config_format(ncfg, &keys[i], b, sizeof(b));
+        if (strcmp(a, b) != 0) {
+            log_warning("%s changed; it takes effect only after a restart", keys[i].name);
+            copy_key(ncfg, G.cfg, &keys[i]);
+        }
+    }
+    struct config *old = G.cfg;
+    struct authfile *old_af = G.authfile;
+    G.cfg = ncfg;
+    G.authfile = naf;
+    db_apply_config(ncfg);
+    log_configure(ncfg);
+    config_free(old);
+    if (old_af)
+        authfile_free(old_af);
+    G.launch_needed = true;
+    log_info("configuration reloaded");
+    return true;
+}
+
+static void begin_shutdown(int mode, const char *why)
+{
+    if (G.shutting_down) {
+        log_info("%s again: exiting now", why);
+        pgmux_exit_now();
+    }
+    G.shutting_down = true;
+    G.shutdown_mode = mode;
+    listener_stop(true);
+    if (mode == 1)
+        G.paused = true;
+    log_info("%s: shutting down when %s", why,
+             mode == 2 ? "all clients are gone" : "all servers are released");
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    switch (w->signum) {
+    case SIGHUP:
+        log_info("got SIGHUP, reloading the configuration");
+        reload_config();
+        break;
+    case SIGTERM:
+        begin_shutdown(2, "got SIGTERM");
+        break;
+    case SIGINT:
+        begin_shutdown(1, "got SIGINT");
+        break;
+    case SIGQUIT:
+        log_info("got SIGQUIT, exiting now");
+        pgmux_exit_now();
+        break;
+    case SIGUSR1:
+        log_info("got SIGUSR1, pausing");
+        G.paused = true;
+        break;
+    case SIGUSR2:
+        if (G.shutting_down) {
+            log_info("got SIGUSR2 during shutdown, ignored");
+            break;
+        }
+        log_info("got SIGUSR2, resuming");
+        G.paused = false;
+        G.launch_needed = true;
+        break;
+    default:
+        break;
+    }
+}
+
+static void setup_signals(void)
+{
+    static const int sigs[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2};
+    signal(SIGPIPE, SIG_IGN);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        ev_signal_init(&sig_watchers[i], signal_cb, sigs[i]);
+        ev_signal_start(loop_main, &sig_watchers[i]);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"daemon", no_argument, NULL, 'd'},  {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'}, {"user", required_argument, NULL, 'u'},
+        {"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    bool daemon_mode = false, quiet = false;
+    int verbose = 0, opt;
+    const char *run_as = NULL;
+
+    while ((opt = getopt_long(argc, argv, "dqvu:Vh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'd':
+            daemon_mode = true;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'v':
+            verbose++;
+            break;
+        case 'u':
+            run_as = optarg;
+            break;
+        case 'V':
+            printf("pgmux %s\n", PGMUX_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 1;
+        }
+    }
+    if (optind + 1 != argc) {
+        usage(stderr);
+        return 1;
+    }
+    log_setup(quiet, verbose);
+
+    struct config_error err;
+    G.cfg = config_load(argv[optind], &err);
+    if (!G.cfg) {
+        char msg[700];
+        config_error_format(&err, msg, sizeof(msg));
+        die("%s", msg);
+    }
+    if (run_as)
+        run_as = run_as[0] ? run_as : NULL;
+    else if (G.cfg->user[0])
+        run_as = G.cfg->user;
+    if (getuid() == 0 && !run_as)
+        die("pgmux should not run as root: give -u USER or user= in the config");
+    if (daemon_mode && (!G.cfg->pidfile[0] || (!G.cfg->logfile[0] && !G.cfg->syslog)))
+        die("daemon mode needs pidfile and logfile (or syslog) in the config");
+
+    log_configure(G.cfg);
+    if (G.cfg->auth_file[0]) {
+        char msg[700];
+        G.authfile = authfile_load(G.cfg->auth_file, msg, sizeof(msg));
+        if (!G.authfile)
+            die("%s", msg);
+    }
+    varcache_init_names(G.cfg->track_extra_parameters);
+    iobuf_set_size((uint32_t)G.cfg->pkt_buf);
+
+    list_init(&G.pools);
+    statlist_init(&G.login_clients);
+    statlist_init(&G.justfree_clients);
+    statlist_init(&G.justfree_servers);
+    db_init();
+    pool_init();
+    loop_init();
+    dns_init();
+    db_apply_config(G.cfg);
+    raise_fd_limit();
+
+    if (!listener_open(G.cfg))
+        die("could not open the listening sockets");
+    if (run_as)
+        change_user(run_as);
+    if (daemon_mode)
+        daemonize();
+    write_pidfile(G.cfg->pidfile);
+    atexit(remove_pidfile);
+
+    setup_signals();
+    janitor_start();
+    listener_start();
+    G.start_time = ev_time();
+    log_info("pgmux %s listening on port %d (%s)", PGMUX_VERSION, G.cfg->listen_port,
+             G.cfg->listen_addr[0] ? G.cfg->listen_addr : "unix socket only");
+    loop_run();
+    return 0;
+}

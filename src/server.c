@@ -1,1 +1,747 @@
 /* SPDX-License-Identifier: ISC */
+/*
+ * server: one PostgreSQL connection seen from pgmux.
+ *
+ * Life: SV_LOGIN (connect, StartupMessage, authentication, ParameterStatus,
+ * BackendKeyData, ReadyForQuery) -> SV_IDLE <-> SV_ACTIVE (linked to a
+ * client) with detours through SV_USED/SV_TESTED for the check and reset
+ * queries, until it is closed.
+ *
+ * The release rule: every client Query, Sync and FunctionCall owes one
+ * ReadyForQuery (client.c counts them in rfq_expected; Syncs sent while the
+ * server is in COPY FROM STDIN are not counted because PostgreSQL ignores
+ * them). When a ReadyForQuery with status 'I' arrives and nothing is owed,
+ * the transaction is over: the server is released once the bytes reached
+ * the client (the sbuf FLUSH event), in transaction and statement mode.
+ */
+#include "server.h"
+
+#include "authfile.h"
+#include "client.h"
+#include "config.h"
+#include "db.h"
+#include "dns.h"
+#include "log.h"
+#include "loop.h"
+#include "pktbuf.h"
+#include "pool.h"
+#include "proto.h"
+#include "scram.h"
+#include "varcache.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct server_login {
+    struct scram_client scram;
+    bool scram_started;
+    uint8_t *params; /* raw ParameterStatus messages, kept for the pool's welcome */
+    size_t params_len, params_cap;
+};
+
+static enum sbuf_result server_proto(struct sbuf *sb, enum sbuf_event ev, struct pkt_hdr *hdr);
+
+static struct pgsock *sock_of(struct sbuf *sb)
+{
+    return container_of(sb, struct pgsock, sbuf);
+}
+
+/*==== Connect and login ====*/
+
+static void server_login_failed(struct pgsock *s, const char *sqlstate, const char *msg,
+                                bool credentials)
+{
+    struct pool *p = s->pool;
+    double now = loop_now();
+    snprintf(p->last_error, sizeof(p->last_error), "%s", msg);
+    snprintf(p->last_sqlstate, sizeof(p->last_sqlstate), "%s", sqlstate ? sqlstate : "08006");
+    p->last_login_ok = false;
+    p->last_error_fatal_auth = credentials;
+    /* Retry soon with a growing delay: PostgreSQL coming back after a restart
+     * must be used within a second, not after a fixed lockout. */
+    p->backoff = p->backoff > 0 ? p->backoff * 2 : 0.05;
+    if (p->backoff > 0.5)
+        p->backoff = 0.5;
+    p->next_connect = now + p->backoff;
+    server_disconnect(s, "server login failed: %s", msg);
+    if (credentials) {
+        /* The server refused us for good: waiting clients get its error now. */
+        pool_fail_waiting(p, sqlstate, msg);
+    }
+}
+
+static bool server_connect(struct pgsock *s)
+{
+    struct database *db = s->pool->db;
+    if (!sbuf_connect(&s->sbuf, (struct sockaddr *)&db->addr, db->addrlen)) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "connect failed: %s", strerror(errno));
+        server_login_failed(s, "08006", msg, false);
+        return false;
+    }
+    s->is_unix = db->addr.ss_family == AF_UNIX;
+    if (db->addr.ss_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&db->addr;
+        s->remote.family = AF_INET;
+        s->remote.port = ntohs(sin->sin_port);
+        memcpy(s->remote.addr, &sin->sin_addr, 4);
+    } else if (db->addr.ss_family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&db->addr;
+        s->remote.family = AF_INET6;
+        s->remote.port = ntohs(sin6->sin6_port);
+        memcpy(s->remote.addr, &sin6->sin6_addr, 16);
+    } else {
+        s->remote.family = AF_UNIX;
+        s->remote.port = (uint16_t)db->port;
+    }
+    return true;
+}
+
+bool server_launch(struct pool *p)
+{
+    struct pgsock *s = pool_alloc_server(p);
+    if (!s)
+        return false;
+    s->slogin = calloc(1, sizeof(struct server_login));
+    if (!s->slogin) {
+        G.server_count--;
+        p->db->server_count--;
+        p->user->server_count--;
+        /* Never linked anywhere: hand it straight to the just-freed list. */
+        s->state = SV_JUSTFREE;
+        statlist_append(&G.justfree_servers, &s->head);
+        return false;
+    }
+    sbuf_init(&s->sbuf, server_proto);
+    pool_change_server_state(s, SV_LOGIN);
+    slog_debug(s, "new server connection");
+    int r = dns_prepare(p->db);
+    if (r < 0) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "could not resolve host \"%s\"",
+                 p->db->host ? p->db->host : "");
+        server_login_failed(s, "08006", msg, false);
+        return false;
+    }
+    if (r == 0)
+        return true; /* server_dns_done() connects it */
+    return server_connect(s);
+}
+
+void server_dns_done(struct database *db)
+{
+    struct list *item;
+    for (item = G.pools.next; item != &G.pools; item = item->next) {
+        struct pool *p = container_of(item, struct pool, head);
+        if (p->db != db)
+            continue;
+        struct list *si, *tmp;
+        statlist_foreach_safe(si, tmp, &p->new_servers)
+        {
+            struct pgsock *s = container_of(si, struct pgsock, head);
+            if (s->sbuf.fd >= 0 || s->sbuf.closed)
+                continue;
+            if (db->dns_error) {
+                char msg[200];
+                snprintf(msg, sizeof(msg), "could not resolve host \"%s\"",
+                         db->host ? db->host : "");
+                server_login_failed(s, "08006", msg, false);
+            } else {
+                server_connect(s);
+            }
+        }
+    }
+}
+
+static bool server_send_startup(struct pgsock *s)
+{
+    struct database *db = s->pool->db;
+    uint8_t mem[2048];
+    struct pktbuf pb;
+    pktbuf_init(&pb, mem, sizeof(mem));
+    pktbuf_start(&pb, 0);
+    pktbuf_put_u32(&pb, PKT_PROTO_V3);
+    pktbuf_put_string(&pb, "user");
+    pktbuf_put_string(&pb, s->pool->user->name);
+    pktbuf_put_string(&pb, "database");
+    pktbuf_put_string(&pb, db->dbname);
+    if (db->client_encoding) {
+        pktbuf_put_string(&pb, "client_encoding");
+        pktbuf_put_string(&pb, db->client_encoding);
+    }
+    if (db->datestyle) {
+        pktbuf_put_string(&pb, "datestyle");
+        pktbuf_put_string(&pb, db->datestyle);
+    }
+    if (db->timezone) {
+        pktbuf_put_string(&pb, "timezone");
+        pktbuf_put_string(&pb, db->timezone);
+    }
+    if (db->application_name) {
+        pktbuf_put_string(&pb, "application_name");
+        pktbuf_put_string(&pb, db->application_name);
+    }
+    pktbuf_put_u8(&pb, 0);
+    pktbuf_finish(&pb);
+    if (pb.failed)
+        return false;
+    return sbuf_answer(&s->sbuf, pb.buf, pb.len);
+}
+
+static bool server_send_password(struct pgsock *s, uint8_t type, const void *data, size_t len)
+{
+    uint8_t mem[MAX_PASSWORD + 64];
+    struct pktbuf pb;
+    pktbuf_init(&pb, mem, sizeof(mem));
+    pktbuf_start(&pb, type);
+    pktbuf_put_bytes(&pb, data, len);
+    pktbuf_finish(&pb);
+    return !pb.failed && sbuf_answer(&s->sbuf, pb.buf, pb.len);
+}
+
+/* Handle an AuthenticationRequest during login. False when the login failed (s closed). */
+static bool server_handle_auth(struct pgsock *s, struct pkt_reader *r)
+{
+    struct server_login *sl = s->slogin;
+    const char *user = s->pool->user->name;
+    uint32_t code;
+    const char *errmsg = NULL;
+    char msg[256];
+
+    if (!reader_get_u32(r, &code))
+        goto bad;
+    if (code == AUTH_REQ_OK)
+        return true;
+
+    const char *password = db_server_password(s->pool->db, user);
+    if (!password) {
+        snprintf(msg, sizeof(msg), "no password available in auth_file for user \"%s\"", user);
+        server_login_failed(s, "28P01", msg, true);
+        return false;
+    }
+    switch (code) {
+    case AUTH_REQ_PASSWORD: {
+        if (secret_kind(password) != SECRET_PLAIN) {
+            snprintf(msg, sizeof(msg), "server asked for a cleartext password; auth_file "
+                                       "holds only a hash for user \"%s\"", user);
+            server_login_failed(s, "28P01", msg, true);
+            return false;
+        }
+        if (!server_send_password(s, PqMsg_PasswordMessage, password, strlen(password) + 1))
+            goto send_failed;
+        return true;
+    }
+    case AUTH_REQ_MD5: {
+        const uint8_t *salt;
+        char out[36];
+        if (!reader_get_bytes(r, 4, &salt))
+            goto bad;
+        if (secret_kind(password) == SECRET_SCRAM) {
+            snprintf(msg, sizeof(msg), "server asked for md5; auth_file holds a SCRAM secret "
+                                       "for user \"%s\"", user);
+            server_login_failed(s, "28P01", msg, true);
+            return false;
+        }
+        md5_salted_response(password, user, salt, out);
+        if (!server_send_password(s, PqMsg_PasswordMessage, out, strlen(out) + 1))
+            goto send_failed;
+        return true;
+    }
+    case AUTH_REQ_SASL: {
+        bool have_scram = false;
+        const char *mech;
+        while (reader_get_cstring(r, &mech) && mech[0])
+            if (strcmp(mech, "SCRAM-SHA-256") == 0)
+                have_scram = true;
+        if (!have_scram) {
+            server_login_failed(s, "28000", "server offers no SASL mechanism pgmux supports",
+                                true);
+            return false;
+        }
+        if (secret_kind(password) != SECRET_PLAIN) {
+            snprintf(msg, sizeof(msg), "cannot do SCRAM authentication: auth_file has no "
+                                       "plain-text password for user \"%s\"", user);
+            server_login_failed(s, "28P01", msg, true);
+            return false;
+        }
+        char first[SCRAM_MAX_MSG];
+        size_t flen;
+        memset(&sl->scram, 0, sizeof(sl->scram));
+        if (!scram_client_first(&sl->scram, first, sizeof(first), &flen))
+            goto bad;
+        sl->scram_started = true;
+        uint8_t mem[SCRAM_MAX_MSG + 64];
+        struct pktbuf pb;
+        pktbuf_init(&pb, mem, sizeof(mem));
+        pktbuf_start(&pb, PqMsg_PasswordMessage);
+        pktbuf_put_string(&pb, "SCRAM-SHA-256");
+        pktbuf_put_u32(&pb, (uint32_t)flen);
+        pktbuf_put_bytes(&pb, first, flen);
+        pktbuf_finish(&pb);
+        if (pb.failed || !sbuf_answer(&s->sbuf, pb.buf, pb.len))
+            goto send_failed;
+        return true;
+    }
+    case AUTH_REQ_SASL_CONT: {
+        char out[SCRAM_MAX_MSG];
+        size_t olen;
+        if (!sl->scram_started)
+            goto bad;
+        if (!scram_client_final(&sl->scram, password, NULL, r->pos, reader_left(r), out,
+                                sizeof(out), &olen, &errmsg)) {
+            snprintf(msg, sizeof(msg), "SCRAM exchange with server failed: %s",
+                     errmsg ? errmsg : "malformed message");
+            server_login_failed(s, "28000", msg, true);
+            return false;
+        }
+        if (!server_send_password(s, PqMsg_PasswordMessage, out, olen))
+            goto send_failed;
+        return true;
+    }
+    case AUTH_REQ_SASL_FIN:
+        if (!sl->scram_started ||
+            !scram_client_verify(&sl->scram, r->pos, reader_left(r), &errmsg)) {
+            snprintf(msg, sizeof(msg), "server SCRAM signature invalid: %s",
+                     errmsg ? errmsg : "malformed message");
+            server_login_failed(s, "28000", msg, true);
+            return false;
+        }
+        return true;
+    default:
+        snprintf(msg, sizeof(msg), "server asked for unsupported authentication method %u",
+                 code);
+        server_login_failed(s, "28000", msg, true);
+        return false;
+    }
+bad:
+    server_login_failed(s, "08P01", "malformed authentication request from server", false);
+    return false;
+send_failed:
+    server_login_failed(s, "08006", "could not send authentication response", false);
+    return false;
+}
+
+static bool server_keep_param(struct server_login *sl, const uint8_t *msg, size_t len)
+{
+    if (sl->params_len + len > sl->params_cap) {
+        size_t ncap = sl->params_cap ? sl->params_cap * 2 : 1024;
+        while (ncap < sl->params_len + len)
+            ncap *= 2;
+        uint8_t *n = realloc(sl->params, ncap);
+        if (!n)
+            return false;
+        sl->params = n;
+        sl->params_cap = ncap;
+    }
+    memcpy(sl->params + sl->params_len, msg, len);
+    sl->params_len += len;
+    return true;
+}
+
+/* A ParameterStatus: remember tracked values on the server (and on its client). */
+static void server_note_param(struct pgsock *s, const uint8_t *body, size_t len)
+{
+    struct pkt_reader r;
+    const char *key, *val;
+    reader_init(&r, body, len);
+    if (!reader_get_cstring(&r, &key) || !reader_get_cstring(&r, &val))
+        return;
+    int idx = varcache_lookup(key);
+    if (idx < 0)
+        return;
+    varcache_set(&s->vars, idx, val);
+    /* A SET run by the client changes what the client wants from now on. */
+    if (s->link && !s->internal)
+        varcache_set(&s->link->vars, idx, val);
+}
+
+static void server_login_done(struct pgsock *s)
+{
+    struct pool *p = s->pool;
+    struct server_login *sl = s->slogin;
+
+    p->last_login_ok = true;
+    p->backoff = 0;
+    p->next_connect = 0;
+    p->last_error[0] = 0;
+    if (!p->welcome_ready) {
+        p->welcome = sl->params;
+        p->welcome_len = sl->params_len;
+        sl->params = NULL;
+        p->welcome_ready = true;
+    }
+    free(sl->params);
+    free(sl);
+    s->slogin = NULL;
+    slog_debug(s, "login done");
+    if (G.cfg->log_connections)
+        slog_info(s, "new server connection");
+
+    struct list *item, *tmp;
+    statlist_foreach_safe(item, tmp, &p->waiting_login)
+    {
+        struct pgsock *c = container_of(item, struct pgsock, head);
+        client_welcome(c);
+    }
+
+    if (p->db->connect_query && p->db->connect_query[0]) {
+        pool_change_server_state(s, SV_TESTED);
+        if (!server_run_internal(s, SV_INT_CONNECT, p->db->connect_query))
+            server_disconnect(s, "connect_query could not be sent");
+        return;
+    }
+    pool_change_server_state(s, SV_TESTED);
+    pool_server_ready(s);
+    G.launch_needed = true;
+}
+
+static enum sbuf_result server_login_pkt(struct pgsock *s, struct pkt_hdr *hdr)
+{
+    struct pkt_reader r;
+    if (!hdr->complete)
+        return SBUF_NEED_MORE;
+    reader_init(&r, hdr->data + 5, hdr->len);
+    switch (hdr->type) {
+    case PqMsg_AuthenticationRequest:
+        if (!server_handle_auth(s, &r))
+            return SBUF_CLOSED;
+        break;
+    case PqMsg_ParameterStatus:
+        server_note_param(s, hdr->data + 5, hdr->len);
+        if (!server_keep_param(s->slogin, hdr->data, hdr->total)) {
+            server_login_failed(s, "53200", "out of memory", false);
+            return SBUF_CLOSED;
+        }
+        break;
+    case PqMsg_BackendKeyData: {
+        const uint8_t *key;
+        if (!reader_get_bytes(&r, 8, &key)) {
+            server_login_failed(s, "08P01", "malformed BackendKeyData", false);
+            return SBUF_CLOSED;
+        }
+        memcpy(s->cancel_key, key, 8);
+        break;
+    }
+    case PqMsg_ReadyForQuery:
+        sbuf_skip(&s->sbuf, hdr->total);
+        server_login_done(s);
+        return s->sbuf.closed ? SBUF_CLOSED : SBUF_OK;
+    case PqMsg_ErrorResponse: {
+        struct pg_error_fields ef;
+        char msg[256];
+        if (!proto_parse_error(hdr->data + 5, hdr->len, &ef) || !ef.message) {
+            server_login_failed(s, "08P01", "malformed error from server", false);
+            return SBUF_CLOSED;
+        }
+        snprintf(msg, sizeof(msg), "%s", ef.message);
+        const char *st = ef.sqlstate ? ef.sqlstate : "08006";
+        /* Credentials and missing objects will not fix themselves by retrying;
+         * "starting up", "shutting down" and "too many clients" will. */
+        bool credentials = strncmp(st, "28", 2) == 0 || strcmp(st, "3D000") == 0 ||
+                           strcmp(st, "42501") == 0;
+        server_login_failed(s, st, msg, credentials);
+        return SBUF_CLOSED;
+    }
+    case PqMsg_NoticeResponse:
+    case PqMsg_NegotiateProtocolVersion:
+        break;
+    default:
+        server_login_failed(s, "08P01", "unexpected message from server during login", false);
+        return SBUF_CLOSED;
+    }
+    sbuf_skip(&s->sbuf, hdr->total);
+    return SBUF_OK;
+}
+
+/*==== pgmux's own queries ====*/
+
+bool server_run_internal(struct pgsock *s, enum server_internal kind, const char *sql)
+{
+    uint8_t stack[1024];
+    uint8_t *mem = stack;
+    size_t need = strlen(sql) + 6;
+    if (need > sizeof(stack)) {
+        mem = malloc(need);
+        if (!mem)
+            return false;
+    }
+    struct pktbuf pb;
+    pktbuf_init(&pb, mem, need > sizeof(stack) ? need : sizeof(stack));
+    pktbuf_query(&pb, sql);
+    bool ok = !pb.failed && sbuf_answer(&s->sbuf, pb.buf, pb.len);
+    if (mem != stack)
+        free(mem);
+    if (ok) {
+        s->internal = (uint8_t)kind;
+        s->rfq_expected = 1;
+    }
+    return ok;
+}
+
+bool server_sync_vars(struct pgsock *s, struct pgsock *client)
+{
+    char sql[4096];
+    int n = varcache_build_set(&client->vars, &s->vars, sql, sizeof(sql));
+    if (n == 0)
+        return false;
+    if (n < 0 || !server_run_internal(s, SV_INT_SETVARS, sql)) {
+        /* The server is fine; the client's parameters cannot be applied. */
+        client_disconnect(client, "08P01", "could not apply client parameters");
+        return true;
+    }
+    slog_debug(s, "setting client parameters: %s", sql);
+    return true;
+}
+
+static enum sbuf_result server_internal_pkt(struct pgsock *s, struct pkt_hdr *hdr)
+{
+    switch (hdr->type) {
+    case PqMsg_ParameterStatus:
+        if (!hdr->complete)
+            return SBUF_NEED_MORE;
+        server_note_param(s, hdr->data + 5, hdr->len);
+        break;
+    case PqMsg_ErrorResponse: {
+        if (!hdr->complete)
+            return SBUF_NEED_MORE;
+        struct pg_error_fields ef;
+        const char *m = "(malformed)";
+        if (proto_parse_error(hdr->data + 5, hdr->len, &ef) && ef.message)
+            m = ef.message;
+        if (s->internal == SV_INT_CONNECT) {
+            slog_warning(s, "connect_query failed: %s", m);
+            break;
+        }
+        if (s->internal == SV_INT_SETVARS && s->link) {
+            struct pgsock *c = s->link;
+            char msg[300];
+            snprintf(msg, sizeof(msg), "invalid server parameter: %s", m);
+            sbuf_skip(&s->sbuf, hdr->total);
+            client_disconnect(c, "08P01", "%s", msg);
+            return SBUF_CLOSED;
+        }
+        sbuf_skip(&s->sbuf, hdr->total);
+        server_disconnect(s, "internal query failed: %s", m);
+        return SBUF_CLOSED;
+    }
+    case PqMsg_ReadyForQuery: {
+        if (!hdr->complete)
+            return SBUF_NEED_MORE;
+        uint8_t kind = s->internal;
+        sbuf_skip(&s->sbuf, hdr->total);
+        s->internal = SV_INT_NONE;
+        s->rfq_expected = 0;
+        s->last_status = hdr->data[5];
+        if (hdr->data[5] != 'I') {
+            server_disconnect(s, "server left in a transaction by an internal query");
+            return SBUF_CLOSED;
+        }
+        if (kind == SV_INT_SETVARS) {
+            struct pgsock *c = s->link;
+            if (c) {
+                /* The client adopts the server's canonical spelling, so the
+                 * next link does not SET the same value again. */
+                varcache_copy(&c->vars, &s->vars);
+                sbuf_continue(&c->sbuf);
+            }
+            return SBUF_OK;
+        }
+        pool_server_ready(s);
+        if (kind == SV_INT_CONNECT)
+            G.launch_needed = true;
+        return s->sbuf.closed ? SBUF_CLOSED : SBUF_OK;
+    }
+    default:
+        break;
+    }
+    sbuf_skip(&s->sbuf, hdr->total);
+    return SBUF_OK;
+}
+
+/*==== Linked to a client ====*/
+
+static enum sbuf_result server_active_pkt(struct pgsock *s, struct pkt_hdr *hdr)
+{
+    struct pgsock *c = s->link;
+    struct pool *p = s->pool;
+
+    switch (hdr->type) {
+    case PqMsg_ReadyForQuery: {
+        if (hdr->avail < 6)
+            return SBUF_NEED_MORE;
+        uint8_t status = hdr->data[5];
+        s->last_status = status;
+        s->idle_tx = status != 'I';
+        if (s->rfq_expected > 0)
+            s->rfq_expected--;
+        if (s->rfq_expected == 0 && !s->copy_in) {
+            int mode = pool_mode(p);
+            if (mode == POOL_STATEMENT && status != 'I') {
+                sbuf_skip(&s->sbuf, hdr->total);
+                client_disconnect(c, "08P01",
+                                  "transaction blocks not allowed in statement pooling mode");
+                return SBUF_CLOSED;
+            }
+            if (mode != POOL_SESSION && status == 'I') {
+                s->release_pending = true;
+                p->stats.xact_count++;
+            }
+        }
+        break;
+    }
+    case PqMsg_ParameterStatus:
+        if (!hdr->complete)
+            return SBUF_NEED_MORE;
+        server_note_param(s, hdr->data + 5, hdr->len);
+        break;
+    case PqMsg_CopyInResponse:
+    case PqMsg_CopyBothResponse:
+        s->copy_in = true;
+        /* Syncs the client pipelined behind the COPY's Execute are ignored by
+         * PostgreSQL while it is in copy-in mode: they owe no ReadyForQuery. */
+        if (c->syncs_since_exec > 0) {
+            s->rfq_expected -= c->syncs_since_exec;
+            if (s->rfq_expected < 0)
+                s->rfq_expected = 0;
+            c->syncs_since_exec = 0;
+        }
+        break;
+    case PqMsg_CommandComplete:
+    case PqMsg_ErrorResponse:
+        s->copy_in = false;
+        break;
+    default:
+        break;
+    }
+    p->stats.bytes_sent += hdr->total;
+    sbuf_forward(&s->sbuf, hdr->total);
+    return SBUF_OK;
+}
+
+/* An unlinked server sent something: only notices and parameter changes are normal. */
+static enum sbuf_result server_idle_pkt(struct pgsock *s, struct pkt_hdr *hdr)
+{
+    if (!hdr->complete)
+        return SBUF_NEED_MORE;
+    switch (hdr->type) {
+    case PqMsg_ParameterStatus:
+        server_note_param(s, hdr->data + 5, hdr->len);
+        break;
+    case PqMsg_NoticeResponse:
+    case PqMsg_NotificationResponse:
+        break;
+    case PqMsg_ErrorResponse: {
+        struct pg_error_fields ef;
+        const char *m = "(malformed)";
+        if (proto_parse_error(hdr->data + 5, hdr->len, &ef) && ef.message)
+            m = ef.message;
+        sbuf_skip(&s->sbuf, hdr->total);
+        server_disconnect(s, "idle server sent an error: %s", m);
+        return SBUF_CLOSED;
+    }
+    default:
+        sbuf_skip(&s->sbuf, hdr->total);
+        server_disconnect(s, "idle server got dirty");
+        return SBUF_CLOSED;
+    }
+    sbuf_skip(&s->sbuf, hdr->total);
+    return SBUF_OK;
+}
+
+static enum sbuf_result server_proto(struct sbuf *sb, enum sbuf_event ev, struct pkt_hdr *hdr)
+{
+    struct pgsock *s = sock_of(sb);
+
+    switch (ev) {
+    case SBUF_EV_CONNECT_OK:
+        if (!server_send_startup(s)) {
+            server_login_failed(s, "08006", "could not send startup packet", false);
+            return SBUF_CLOSED;
+        }
+        return SBUF_OK;
+    case SBUF_EV_CONNECT_FAILED: {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "connect failed: %s", strerror(errno));
+        server_login_failed(s, "08006", msg, false);
+        return SBUF_CLOSED;
+    }
+    case SBUF_EV_RECV_FAILED:
+        if (s->state == SV_LOGIN) {
+            server_login_failed(s, "08006", "server closed the connection during login", false);
+        } else {
+            server_disconnect(s, "server closed the connection%s%s", errno ? ": " : "",
+                              errno ? strerror(errno) : "");
+        }
+        return SBUF_CLOSED;
+    case SBUF_EV_SEND_FAILED:
+        /* Forwarding to our client failed: the client is gone. */
+        if (s->link)
+            client_disconnect(s->link, NULL, "client went away during a transfer: %s",
+                              strerror(errno));
+        else
+            server_disconnect(s, "send failed");
+        return SBUF_CLOSED;
+    case SBUF_EV_FLUSH:
+        if (s->release_pending && s->link)
+            pool_release_server(s);
+        return SBUF_OK;
+    case SBUF_EV_PKT_TOO_BIG:
+        server_disconnect(s, "message from server too large to handle");
+        return SBUF_CLOSED;
+    case SBUF_EV_PKT:
+        break;
+    }
+
+    if (hdr->total == 0) {
+        server_disconnect(s, "invalid message length from server");
+        return SBUF_CLOSED;
+    }
+    if (s->state == SV_LOGIN)
+        return server_login_pkt(s, hdr);
+    if (s->internal)
+        return server_internal_pkt(s, hdr);
+    if (s->link)
+        return server_active_pkt(s, hdr);
+    return server_idle_pkt(s, hdr);
+}
+
+/*==== Disconnect ====*/
+
+void server_disconnect(struct pgsock *s, const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    if (s->state == SV_JUSTFREE || s->state == SV_FREE)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+
+    struct pool *p = s->pool;
+    struct pgsock *c = s->link;
+    if (c) {
+        /* The client's transaction is gone with this server: it must not carry
+         * on as if it were still inside it, so it is disconnected too. */
+        s->link = NULL;
+        c->link = NULL;
+        c->sbuf.dst = NULL;
+        s->sbuf.dst = NULL;
+        client_disconnect(c, "08006", "server connection lost: %s", reason);
+    }
+    if (G.cfg->log_disconnections || s->state == SV_LOGIN)
+        slog_info(s, "closing because: %s (age=%.0fs)", reason, loop_now() - s->connect_time);
+    if (s->slogin) {
+        free(s->slogin->params);
+        free(s->slogin);
+        s->slogin = NULL;
+    }
+    sbuf_close(&s->sbuf);
+    G.server_count--;
+    p->db->server_count--;
+    p->user->server_count--;
+    pool_change_server_state(s, SV_JUSTFREE);
+    G.launch_needed = true;
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * pool: pools keyed by (database, user), the socket state lists, linking a
+ * client to a server and the release rule of each pool mode, and launching
+ * server connections (at most one login in progress per pool).
+ */
+#ifndef PGMUX_POOL_H
+#define PGMUX_POOL_H
+
+#include "pgmux.h"
+
+void pool_init(void);
+
+struct pgsock *pool_alloc_client(void);
+struct pgsock *pool_alloc_server(struct pool *pool);
+
+/* The only places that assign ->state. */
+void pool_change_client_state(struct pgsock *c, enum sock_state st);
+void pool_change_server_state(struct pgsock *s, enum sock_state st);
+
+struct pool *pool_get(struct database *db, struct user *user);
+
+/* Effective settings: user > database > global. */
+int pool_mode(const struct pool *p);
+int pool_size(const struct pool *p);
+int pool_min_size(const struct pool *p);
+int pool_reserve_size(const struct pool *p);
+int pool_server_count(const struct pool *p);
+
+/*
+ * A client wants a server. True when linked and ready to forward; false when
+ * it was queued or is waiting for a SET on its new server (the client's sbuf
+ * is then resumed by whoever completes the link).
+ */
+bool pool_find_server(struct pgsock *client);
+
+/* A server finished its transaction (or its client left cleanly): unlink and reuse. */
+void pool_release_server(struct pgsock *server);
+
+/* A server became usable (login done, check done): hand it to a waiting client. */
+void pool_server_ready(struct pgsock *server);
+
+/* Open new server connections where clients wait or min_pool_size asks. */
+void pool_launch_if_needed(struct pool *p);
+
+/* Recycle sockets closed during this loop iteration (ev_prepare hook). */
+void pool_free_justfree(void);
+
+/* Give waiting clients of a pool the server's login error and disconnect them. */
+void pool_fail_waiting(struct pool *p, const char *sqlstate, const char *msg);
+
+/* How long a socket has existed, etc. are read from ev_now via loop_now(). */
+
+#endif

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * sbuf: one socket's byte stream. It owns the fd and one ev_io watcher, which
+ * watches the own fd for reading or, while a forward is blocked, the
+ * destination's fd for writing: backpressure without a second buffer. It cuts
+ * the incoming bytes into protocol messages, asks its owner what to do with
+ * each header (forward, skip, handle whole, pause), and forwards in place
+ * from the buffer the bytes arrived in.
+ */
+#ifndef PGMUX_SBUF_H
+#define PGMUX_SBUF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <ev.h>
+#include <sys/socket.h>
+
+struct iobuf;
+struct sbuf;
+
+enum sbuf_event {
+    SBUF_EV_PKT,          /* a message header is available */
+    SBUF_EV_RECV_FAILED,  /* EOF or error on read */
+    SBUF_EV_SEND_FAILED,  /* error writing to the destination */
+    SBUF_EV_CONNECT_OK,
+    SBUF_EV_CONNECT_FAILED,
+    SBUF_EV_FLUSH,        /* everything forwarded, buffer empty */
+    SBUF_EV_PKT_TOO_BIG,  /* a message that must be seen whole does not fit */
+};
+
+/* What the owner decided about a message. */
+enum sbuf_result {
+    SBUF_OK,        /* the owner called sbuf_forward/sbuf_skip */
+    SBUF_NEED_MORE, /* wants the whole message in the buffer: read more */
+    SBUF_PAUSE,     /* stop here and keep the bytes; sbuf_continue resumes */
+    SBUF_CLOSED,    /* the owner closed the socket: touch nothing */
+};
+
+struct pkt_hdr {
+    uint8_t type;       /* 0 for startup-phase packets, which have no type byte */
+    uint32_t len;       /* body length, without the type byte and length word */
+    uint32_t total;     /* whole message size on the wire */
+    const uint8_t *data;/* message start (type byte, or length for startup) */
+    uint32_t avail;     /* bytes of the message present at data */
+    bool complete;      /* avail == total */
+};
+
+typedef enum sbuf_result (*sbuf_proto_fn)(struct sbuf *sb, enum sbuf_event ev,
+                                          struct pkt_hdr *hdr);
+
+struct sbuf {
+    ev_io io;            /* reading own fd, or writing dst's fd while wait_send */
+    int fd;              /* owned; -1 when closed */
+    struct iobuf *buf;   /* borrowed while bytes are in flight */
+    struct sbuf *dst;    /* where forwarded bytes go; not owned */
+    sbuf_proto_fn proto;
+    uint32_t pkt_remain; /* bytes of the current message still to pass */
+    uint8_t pkt_skip;    /* current message is being skipped, not forwarded */
+    uint8_t startup;     /* headers have no type byte (startup packets) */
+    uint8_t wait_send;   /* io is on dst->fd for EV_WRITE */
+    uint8_t paused;      /* not reading: owner asked to pause */
+    uint8_t connecting;  /* non-blocking connect in progress */
+    uint8_t closed;
+    struct sbuf *next_cont; /* queue of sbufs to resume in the ev_prepare hook */
+    uint8_t cont_queued;
+};
+
+/* Resume every sbuf queued by sbuf_continue(); called from the ev_prepare hook. */
+void sbuf_run_continues(void);
+
+void sbuf_init(struct sbuf *sb, sbuf_proto_fn proto);
+
+/* Take over an accepted fd and start reading. */
+bool sbuf_accept(struct sbuf *sb, int fd) __attribute__((warn_unused_result));
+
+/* Start a non-blocking connect; the result comes as CONNECT_OK/FAILED. */
+bool sbuf_connect(struct sbuf *sb, const struct sockaddr *sa, socklen_t len)
+    __attribute__((warn_unused_result));
+
+/* Decisions, called from the proto callback for the current message. */
+void sbuf_forward(struct sbuf *sb, uint32_t total);
+void sbuf_skip(struct sbuf *sb, uint32_t total);
+
+/* Stop reading (keep buffered bytes) / resume and reprocess buffered bytes. */
+void sbuf_pause(struct sbuf *sb);
+void sbuf_continue(struct sbuf *sb);
+
+/*
+ * Send bytes pgmux made itself (errors, welcome, SET). They go straight to the
+ * kernel: a socket whose send buffer is full gets false and is closed by the
+ * caller, which is fine for the few hundred bytes these messages hold.
+ */
+bool sbuf_answer(struct sbuf *sb, const void *data, size_t len) __attribute__((warn_unused_result));
+
+/* True when nothing is buffered (all received bytes were forwarded or skipped). */
+bool sbuf_is_empty(const struct sbuf *sb);
+
+/* Stop the watcher, close the fd, give back the buffer. */
+void sbuf_close(struct sbuf *sb);
+
+#endif
