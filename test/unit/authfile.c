@@ -65,7 +65,7 @@ static void test_good_file(void)
 
     af = authfile_load(write_str(text), err, sizeof(err));
     TAP_CHECK(af != NULL, "good file loads (%s)", af ? "" : err);
-    TAP_CHECK(authfile_count(af) == 10, "good file: 10 users (got %zu)", authfile_count(af));
+    TAP_CHECK(authfile_count(af) == 9, "good file: 9 users (got %zu)", authfile_count(af));
     TAP_STR_EQ(authfile_lookup(af, "alice"), "md5a1b2c3d4e5f60718293a4b5c6d7e8f90", "md5 entry");
     TAP_STR_EQ(authfile_lookup(af, "bob"), "plain pass", "tab separator, extra fields ignored");
     TAP_STR_EQ(authfile_lookup(af, "we\"ird"), "pa\"ss\"", "\"\" is a literal quote in both fields");
@@ -121,7 +121,7 @@ static void test_bad_lines(void)
         "unquoted user name");
     BAD("\"a\" \"b\"\n\n\"alice SECRET\n\"b\" \"c\"\n", 3, "unterminated quoted user name",
         "user name quote not closed on its line");
-    BAD("\"alice\"\"SECRET\"\n", 1, "unterminated quoted user name",
+    BAD("\"alice\"\"SECRET\"\n", 1, "missing password",
         "fields without a blank read as one escaped string");
     BAD("\"alice\"x \"SECRET\"\n", 1, "expected white space after the user name",
         "text right after the user name");
@@ -151,23 +151,25 @@ static void test_bad_lines(void)
         expect_bad(text, (size_t)n, 2, "user name too long", "128-byte user name");
     }
     {
-        size_t plen = 65531, n = 0;
-        char *text = malloc(plen + 64);
+        /* PgBouncer: passwords shorter than 65531 bytes. */
+        char *text = malloc(65600);
 
-        if (text != NULL) {
-            n += (size_t)sprintf(text, "\"big\" \"");
+        for (size_t plen = 65530; text != NULL && plen <= 65531; plen++) {
+            size_t n = (size_t)sprintf(text, "\"big\" \"");
+
             memset(text + n, 'S', plen);
             n += plen;
             n += (size_t)sprintf(text + n, "\"\n");
-            expect_bad(text, n, 1, "password too long", "65531-byte password");
-            n -= 3;
-            n += (size_t)sprintf(text + n - plen + plen - 1, "\"\n") - 1;
+            if (plen == 65531) {
+                expect_bad(text, n, 1, "password too long", "65531-byte password");
+                continue;
+            }
             af = authfile_load(write_file(text, n), err, sizeof(err));
-            TAP_CHECK(af != NULL && strlen(authfile_lookup(af, "big")) == 65530,
+            TAP_CHECK(af != NULL && strlen(authfile_lookup(af, "big")) == plen,
                       "65530-byte password accepted");
             authfile_free(af);
-            free(text);
         }
+        free(text);
     }
 
     af = authfile_load("/nonexistent/userlist.txt", err, sizeof(err));
