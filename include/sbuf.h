@@ -95,6 +95,9 @@ bool sbuf_answer(struct sbuf *sb, const void *data, size_t len) __attribute__((w
 /* True when nothing is buffered (all received bytes were forwarded or skipped). */
 bool sbuf_is_empty(const struct sbuf *sb);
 
+/* True when no parsed bytes are waiting to be forwarded. */
+bool sbuf_nothing_pending(const struct sbuf *sb);
+
 /* Stop the watcher, close the fd, give back the buffer. */
 void sbuf_close(struct sbuf *sb);
 

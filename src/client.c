@@ -135,9 +135,13 @@ bool client_send_error(struct pgsock *c, const char *sqlstate, const char *msg)
 /* Can the server go back to the pool as it is, after its client left? */
 static bool server_is_clean(const struct pgsock *s, const struct pgsock *c)
 {
+    /* The server must not hold half of a message from the client: a message
+     * being skipped (Terminate) never reached it, one being forwarded did. */
+    bool client_mid_message = (c->sbuf.pkt_remain > 0 && !c->sbuf.pkt_skip) ||
+                              !sbuf_nothing_pending(&c->sbuf);
     return s->internal == SV_INT_NONE && s->rfq_expected == 0 && !s->copy_in &&
            s->last_status == 'I' && sbuf_is_empty(&s->sbuf) && !s->sbuf.wait_send &&
-           c->sbuf.pkt_remain == 0 && sbuf_is_empty(&c->sbuf);
+           !client_mid_message;
 }
 
 void client_disconnect(struct pgsock *c, const char *sqlstate, const char *fmt, ...)

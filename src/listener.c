@@ -110,7 +110,9 @@ static bool listen_tcp(const struct config *cfg, const char *host)
         if (ai->ai_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
         if (cfg->tcp_defer_accept) {
-            int secs = 45;
+            /* Seconds, as PgBouncer passes it: a silent client still reaches
+             * us soon enough for client_login_timeout to apply. */
+            int secs = cfg->tcp_defer_accept;
             setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
         }
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, cfg->listen_backlog) < 0) {

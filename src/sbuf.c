@@ -166,6 +166,11 @@ bool sbuf_is_empty(const struct sbuf *sb)
     return !sb->buf || sb->buf->recv_pos == sb->buf->done_pos;
 }
 
+bool sbuf_nothing_pending(const struct sbuf *sb)
+{
+    return !sb->buf || sb->buf->done_pos == sb->buf->parse_pos;
+}
+
 static void sbuf_release_buf(struct sbuf *sb)
 {
     if (sb->buf) {
