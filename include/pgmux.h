@@ -20,6 +20,7 @@
 
 #include "list.h"
 #include "sbuf.h"
+#include "stats.h"
 #include "varcache.h"
 
 #ifdef CASSERT
@@ -117,6 +118,7 @@ struct pool_stats {
     uint64_t bytes_received, bytes_sent;
     uint64_t xact_time_us, query_time_us, wait_time_us;
     uint64_t client_login_count;
+    struct stats_hist query_hist, xact_hist, wait_hist;
 };
 
 struct database {

@@ -19,6 +19,7 @@
  */
 #include "client.h"
 
+#include "admin.h"
 #include "authfile.h"
 #include "cancel.h"
 #include "config.h"
@@ -57,6 +58,7 @@ struct client_login {
     char user[MAX_NAME];
     char dbname[MAX_NAME];
     struct database *db;
+    bool is_admin; /* asked for the admin console database */
     bool user_known;
     char secret[MAX_PASSWORD];
     uint8_t md5_salt[4];
@@ -474,24 +476,24 @@ static bool client_start_auth(struct pgsock *c)
     struct client_login *cl = c->clogin;
     const char *secret;
 
-    if (strcmp(cl->dbname, "pgbouncer") == 0 || strcmp(cl->dbname, "pgmux") == 0) {
-        client_disconnect(c, "08P01", "the admin console is not available yet");
-        return false;
-    }
-    cl->db = db_find_or_auto(cl->dbname);
-    if (!cl->db || cl->db->dead) {
+    cl->is_admin = admin_is_admin_db(cl->dbname);
+    if (!cl->is_admin)
+        cl->db = db_find_or_auto(cl->dbname);
+    if (cl->is_admin) {
+        /* no database object: admin_login() decides after authentication */
+    } else if (!cl->db || cl->db->dead) {
         client_disconnect(c, "3D000", "no such database: %s", cl->dbname);
         return false;
     }
-    if (cl->db->disabled) {
+    if (cl->db && cl->db->disabled) {
         client_disconnect(c, "08P01", "database \"%s\" is disabled", cl->dbname);
         return false;
     }
-    if (G.client_count > G.cfg->max_client_conn) {
+    if (G.client_count > G.cfg->max_client_conn && !cl->is_admin) {
         client_disconnect(c, "53300", "no more connections allowed (max_client_conn)");
         return false;
     }
-    if (G.shutting_down) {
+    if (G.shutting_down && !cl->is_admin) {
         client_disconnect(c, "57P01", "pooler is shutting down");
         return false;
     }
@@ -650,6 +652,13 @@ static bool client_login_ok(struct pgsock *c)
 {
     struct client_login *cl = c->clogin;
     struct database *db = cl->db;
+    if (cl->is_admin) {
+        char user[MAX_NAME];
+        strcpy(user, cl->user);
+        free(c->clogin);
+        c->clogin = NULL;
+        return admin_login(c, user);
+    }
     const char *pool_user = db->forced_user ? db->forced_user : cl->user;
     struct user *u = db_find_or_add_user(pool_user);
     if (!u) {
@@ -878,6 +887,8 @@ static enum sbuf_result client_proto(struct sbuf *sb, enum sbuf_event ev, struct
         return SBUF_PAUSE;
     case CL_ACTIVE:
     case CL_WAITING:
+        if (c->admin)
+            return admin_handle_pkt(c, hdr);
         return client_active_pkt(c, hdr);
     default:
         client_disconnect(c, "08P01", "BUG: client in unexpected state %d", c->state);

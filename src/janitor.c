@@ -9,6 +9,7 @@
  */
 #include "janitor.h"
 
+#include "admin.h"
 #include "cancel.h"
 #include "client.h"
 #include "config.h"
@@ -165,6 +166,7 @@ static void janitor_cb(struct ev_loop *loop, ev_timer *w, int revents)
         pool_launch_if_needed(p);
     }
     listener_retry();
+    admin_janitor();
 
     if (G.shutting_down) {
         bool done = G.shutdown_mode == 2 ? G.client_count == 0 : G.server_count == 0;

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "db.h"
 #include "dns.h"
+#include "http.h"
 #include "iobuf.h"
 #include "janitor.h"
 #include "listener.h"
@@ -362,6 +363,8 @@ int main(int argc, char **argv)
 
     if (!listener_open(G.cfg))
         die("could not open the listening sockets");
+    if (!http_open(G.cfg))
+        die("could not open the stats/health listeners");
     if (run_as)
         change_user(run_as);
     if (daemon_mode)
@@ -372,6 +375,7 @@ int main(int argc, char **argv)
     setup_signals();
     janitor_start();
     listener_start();
+    http_start();
     G.start_time = ev_time();
     log_info("pgmux %s listening on port %d (%s)", PGMUX_VERSION, G.cfg->listen_port,
              G.cfg->listen_addr[0] ? G.cfg->listen_addr : "unix socket only");

@@ -23,6 +23,7 @@
 #include "loop.h"
 #include "server.h"
 #include "slab.h"
+#include "stats.h"
 #include "varcache.h"
 
 #include <limits.h>
@@ -312,7 +313,7 @@ static void pool_link(struct pgsock *client, struct pgsock *server)
     server->release_pending = false;
     pool_change_server_state(server, SV_ACTIVE);
     if (client->state == CL_WAITING) {
-        p->stats.wait_time_us += (uint64_t)((now - client->wait_start) * 1e6);
+        stats_wait_done(p, (uint64_t)((now - client->wait_start) * 1e6));
         pool_change_client_state(client, CL_ACTIVE);
     }
     client->xact_start = now;
@@ -390,7 +391,7 @@ void pool_release_server(struct pgsock *server)
     double now = loop_now();
 
     if (client) {
-        p->stats.xact_time_us += (uint64_t)((now - client->xact_start) * 1e6);
+        stats_xact_done(p, (uint64_t)((now - client->xact_start) * 1e6));
         client->link = NULL;
         client->sbuf.dst = NULL;
     }

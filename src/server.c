@@ -27,6 +27,7 @@
 #include "pool.h"
 #include "proto.h"
 #include "scram.h"
+#include "stats.h"
 #include "varcache.h"
 
 #include <errno.h>
@@ -577,6 +578,7 @@ static enum sbuf_result server_active_pkt(struct pgsock *s, struct pkt_hdr *hdr)
         s->idle_tx = status != 'I';
         if (s->rfq_expected > 0)
             s->rfq_expected--;
+        stats_query_done(p, (uint64_t)((loop_now() - c->query_start) * 1e6));
         if (s->rfq_expected == 0 && !s->copy_in) {
             int mode = pool_mode(p);
             if (mode == POOL_STATEMENT && status != 'I') {
@@ -585,10 +587,8 @@ static enum sbuf_result server_active_pkt(struct pgsock *s, struct pkt_hdr *hdr)
                                   "transaction blocks not allowed in statement pooling mode");
                 return SBUF_CLOSED;
             }
-            if (mode != POOL_SESSION && status == 'I') {
+            if (mode != POOL_SESSION && status == 'I')
                 s->release_pending = true;
-                p->stats.xact_count++;
-            }
         }
         break;
     }

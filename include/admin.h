@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * admin: the console, a virtual database named "pgbouncer" (also "pgmux")
+ * that admin_users and stats_users log in to; SHOW commands and process
+ * control, PgBouncer's columns exactly.
+ */
+#ifndef PGMUX_ADMIN_H
+#define PGMUX_ADMIN_H
+
+#include <stdbool.h>
+
+#include "pgmux.h"
+
+bool admin_is_admin_db(const char *dbname);
+
+/*
+ * Authentication passed for a client that asked for the admin database.
+ * Checks admin_users/stats_users, sends the welcome and makes the client
+ * CL_ACTIVE with c->admin set. False if the client was disconnected.
+ */
+bool admin_login(struct pgsock *c, const char *user);
+
+/* A message from a logged-in admin client. */
+enum sbuf_result admin_handle_pkt(struct pgsock *c, struct pkt_hdr *hdr);
+
+/* Called by the janitor every tick (PAUSE/WAIT_CLOSE/SUSPEND completion). */
+void admin_janitor(void);
+
+#endif
