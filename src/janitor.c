@@ -13,6 +13,7 @@
 #include "cancel.h"
 #include "client.h"
 #include "config.h"
+#include "control.h"
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
@@ -26,8 +27,6 @@
 #define JANITOR_PERIOD 0.2
 
 static ev_timer janitor_timer;
-
-void pgmux_exit_now(void);
 
 static double user_or(double user_val, double global)
 {

@@ -8,6 +8,7 @@
  */
 #include "authfile.h"
 #include "config.h"
+#include "control.h"
 #include "db.h"
 #include "dns.h"
 #include "http.h"
@@ -38,8 +39,6 @@ struct global G;
 
 static ev_signal sig_watchers[6];
 static char *pidfile_written;
-
-void pgmux_exit_now(void);
 
 static void usage(FILE *f)
 {
@@ -172,7 +171,7 @@ static void copy_key(struct config *dst, const struct config *src, const struct 
 }
 
 /* Parse, validate and only then swap: a bad reload changes nothing. */
-static bool reload_config(void)
+bool pgmux_reload(char *errbuf, size_t errlen)
 {
     struct config_error err;
     char msg[700];
@@ -180,6 +179,8 @@ static bool reload_config(void)
     if (!ncfg) {
         config_error_format(&err, msg, sizeof(msg));
         log_error("config reload failed, keeping the old configuration: %s", msg);
+        if (errbuf)
+            snprintf(errbuf, errlen, "%s", msg);
         return false;
     }
     struct authfile *naf = NULL;
@@ -187,6 +188,8 @@ static bool reload_config(void)
         naf = authfile_load(ncfg->auth_file, msg, sizeof(msg));
         if (!naf) {
             log_error("auth_file reload failed, keeping the old configuration: %s", msg);
+            if (errbuf)
+                snprintf(errbuf, errlen, "%s", msg);
             config_free(ncfg);
             return false;
         }
@@ -219,7 +222,7 @@ static bool reload_config(void)
     return true;
 }
 
-static void begin_shutdown(int mode, const char *why)
+void pgmux_begin_shutdown(int mode, const char *why)
 {
     if (G.shutting_down) {
         log_info("%s again: exiting now", why);
@@ -241,13 +244,13 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     switch (w->signum) {
     case SIGHUP:
         log_info("got SIGHUP, reloading the configuration");
-        reload_config();
+        pgmux_reload(NULL, 0);
         break;
     case SIGTERM:
-        begin_shutdown(2, "got SIGTERM");
+        pgmux_begin_shutdown(2, "got SIGTERM");
         break;
     case SIGINT:
-        begin_shutdown(1, "got SIGINT");
+        pgmux_begin_shutdown(1, "got SIGINT");
         break;
     case SIGQUIT:
         log_info("got SIGQUIT, exiting now");
