@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from pgmux_helpers import PG, Pgmux, SANITIZE, USERS, wait_until  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PGMUX_BIN = os.environ.get("PGMUX_BIN", os.path.join(ROOT, "build-test", "pgmux"))
+PGMUX_BIN = os.path.abspath(os.environ.get("PGMUX_BIN", os.path.join(ROOT, "build-test", "pgmux")))
 IS_PGBOUNCER = os.path.basename(PGMUX_BIN).startswith("pgbouncer")
 
 

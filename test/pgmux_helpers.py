@@ -375,6 +375,27 @@ class RawClient:
             self.buf = self.buf[1 + length:]
         return msgs
 
+    def collect(self, timeout=5.0, stop_on=b"Z"):
+        """Read messages until one of type stop_on, EOF/reset, or timeout.
+        Returns (messages, how) with how in {"stop", "closed", "timeout"}."""
+        msgs = []
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return msgs, "timeout"
+            try:
+                t, body = self.read_msg(timeout=left)
+            except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+                return msgs, "closed"
+            except socket.timeout:
+                return msgs, "timeout"
+            except ProtocolError:
+                return msgs, "closed"
+            msgs.append((t, body))
+            if t == stop_on:
+                return msgs, "stop"
+
     # -- messages
     @staticmethod
     def msg(t, body=b""):

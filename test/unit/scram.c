@@ -90,6 +90,11 @@ static void test_base64(void)
         TAP_CHECK(scram_b64_decode(bad[i], strlen(bad[i]), dec, sizeof(dec)) == -1,
                   "b64 rejects bad input #%zu", i);
     TAP_CHECK(scram_b64_decode("Zm9vYmFy", 8, dec, 5) == -1, "b64 decode refuses to overflow");
+    /* The length given is what counts, not where the string ends. */
+    TAP_CHECK(scram_b64_decode("Zm9vYmFy", 6, dec, sizeof(dec)) == -1,
+              "b64 decode: unpadded length (6 of 8 valid chars) refused");
+    TAP_CHECK(scram_b64_decode("Zm9vYg==", 4, dec, sizeof(dec)) == 3 && memcmp(dec, "foo", 3) == 0,
+              "b64 decode: stops at the given length");
     TAP_CHECK(scram_b64_encode(u8("foobar"), 6, enc, 8) == 0 && enc[0] == '\0',
               "b64 encode refuses to overflow (no room for NUL)");
     TAP_CHECK(scram_b64_encode(u8("foobar"), 6, enc, 9) == 8, "b64 encode fits exactly");
@@ -235,6 +240,14 @@ static void test_rfc_client(void)
     TAP_CHECK(ok, "RFC server signature verified");
     TAP_CHECK(!scram_client_verify(&st, u8(RFC_SERVER_FINAL), strlen(RFC_SERVER_FINAL), &err),
               "verify cannot be replayed on a finished state");
+    TAP_STR_EQ(err, "unexpected SCRAM message", "verify replay: error");
+
+    /* server-final before client-final: there is nothing to verify yet. */
+    memset(&st, 0, sizeof(st));
+    ok = scram_client_first(&st, out, sizeof(out), &outlen);
+    TAP_CHECK(ok && !scram_client_verify(&st, u8(RFC_SERVER_FINAL), strlen(RFC_SERVER_FINAL), &err),
+              "verify before client-final refused");
+    TAP_STR_EQ(err, "unexpected SCRAM message", "verify before client-final: error");
 }
 
 /*==================================================================
@@ -329,6 +342,43 @@ static void test_secret_changes_midway(void)
     TAP_CHECK(sv.secret.iterations == 0 && sv.secret.stored_key[0] == 0 &&
                   sv.secret.server_key[0] == 0,
               "server state's secret copy wiped after the exchange");
+}
+
+/*
+ * A secret with the same salt and count but other keys (the password was
+ * changed by hand keeping the salt, and auth_file reloaded mid-exchange) is
+ * the current one: the old password's proof must not pass.
+ */
+static void test_secret_rekeyed_midway(void)
+{
+    struct scram_client cl;
+    struct scram_server sv;
+    struct scram_secret old, rekeyed;
+    char c1[SCRAM_MAX_MSG], s1[SCRAM_MAX_MSG], c2[SCRAM_MAX_MSG], s2[SCRAM_MAX_MSG];
+    size_t c1n, s1n, c2n, s2n;
+    uint8_t sp[32], ck[32];
+    unsigned int l = 0;
+    const char *err = NULL;
+    bool ok;
+
+    memset(&cl, 0, sizeof(cl));
+    memset(&sv, 0, sizeof(sv));
+    ok = scram_parse_secret(PG_SECRET, &old);
+    rekeyed = old;
+    /* Keys of "newpass" under the same salt, straight from RFC 5802 with OpenSSL. */
+    ok = ok &&
+         PKCS5_PBKDF2_HMAC("newpass", 7, old.salt, (int)old.salt_len, old.iterations,
+                           EVP_sha256(), 32, sp) == 1 &&
+         HMAC(EVP_sha256(), sp, 32, u8("Client Key"), 10, ck, &l) != NULL &&
+         EVP_Digest(ck, 32, rekeyed.stored_key, NULL, EVP_sha256(), NULL) == 1 &&
+         HMAC(EVP_sha256(), sp, 32, u8("Server Key"), 10, rekeyed.server_key, &l) != NULL;
+    ok = ok && scram_client_first(&cl, c1, sizeof(c1), &c1n) &&
+         scram_server_first(&sv, &old, u8(c1), c1n, s1, sizeof(s1), &s1n, &err) &&
+         scram_client_final(&cl, "pencil", NULL, u8(s1), s1n, c2, sizeof(c2), &c2n, &err);
+    TAP_CHECK(ok, "rekeyed secret: exchange set up");
+    ok = scram_server_final(&sv, &rekeyed, u8(c2), c2n, s2, sizeof(s2), &s2n, NULL, &err);
+    TAP_CHECK(!ok && err && strcmp(err, "password mismatch") == 0,
+              "rekeyed secret (same salt): the caller's current secret is used");
 }
 
 /*==================================================================
@@ -876,6 +926,7 @@ int main(void)
     test_rfc_client();
     test_round_trips();
     test_secret_changes_midway();
+    test_secret_rekeyed_midway();
     test_plain_cache();
     test_client_cache();
     test_client_first_malformed();
