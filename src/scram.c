@@ -356,9 +356,7 @@ long scram_b64_decode(const char *src, size_t len, uint8_t *dst, size_t cap)
     if (len == 0)
         return 0;
     if (src[len - 1] == '=')
-        pad++;
-    if (src[len - 2] == '=')
-        pad++;
+        pad = src[len - 2] == '=' ? 2 : 1;
     outlen = len / 4 * 3 - pad;
     if (outlen > cap)
         return -1;
@@ -367,16 +365,12 @@ long scram_b64_decode(const char *src, size_t len, uint8_t *dst, size_t cap)
         size_t nchars = last ? 4 - pad : 4;
         uint32_t v = 0;
 
+        /* Past nchars are the pad characters, '=' by how pad was counted. */
         for (size_t j = 0; j < 4; j++) {
-            int d = 0;
+            int d = j < nchars ? b64_value(src[i + j]) : 0;
 
-            if (j < nchars) {
-                d = b64_value(src[i + j]);
-                if (d < 0)
-                    return -1;
-            } else if (src[i + j] != '=') {
+            if (d < 0)
                 return -1;
-            }
             v = v << 6 | (uint32_t)d;
         }
         if ((pad == 1 && last && (v & 0xff) != 0) || (pad == 2 && last && (v & 0xffff) != 0))
