@@ -168,11 +168,12 @@ def cmd_report(d, out_md):
         md.append(line if mdline is None else mdline)
 
     both('pgmux benchmark  %s' % meta['date'], '# pgmux benchmark, %s' % meta['date'])
-    for k in ('host', 'postgres', 'config', 'pgmux'):
+    for k in ('host', 'postgres', 'config', 'load', 'pgmux'):
         both('%-9s %s' % (k + ':', meta.get(k, '')), '- %s: %s' % (k, meta.get(k, '')))
     for t in targets:
         if t['status'] != 'ok':
-            both('%s: failed (see %s)' % (t['key'], t['log']), '- **%s: failed** (see `%s`): %s' % (t['key'], t['log'], t.get('why', '')))
+            both('%s: failed: %s (see %s)' % (t['key'], t['why'], t['log']),
+                 '- **%s: failed**: %s (see `%s`)' % (t['key'], t['why'], t['log']))
     both('')
     hdr = ['target', 'TPS', 'spread', 'lat avg ms', 'p99 ms', 'CPU us/tx', 'CPU util', 'runs']
     for w in meta['workloads']:
@@ -215,7 +216,7 @@ def cmd_report(d, out_md):
                 md.append('| ' + r[0] + ' | ' + r[1] + ' |' + ' |' * (len(hdr) - 2))
         # ratios against the references, with the DESIGN.md goals
         lines = []
-        tps_goal = 1.2 if wk == 'connect' else 1.1
+        tps_goal = 1.2 if wk.startswith('connect') else 1.1
         pm = agg.get('pgmux')
         for ref in ('pgbouncer-new', 'pgbouncer-deb'):
             if ref not in agg:

@@ -109,6 +109,10 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CLIENTS + 500
 	say "open files limit is $(ulimit -n): idle-client test reduced to $IDLE_CLIENTS clients"
 fi
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+awk '{exit !($1 > 0.5)}' /proc/loadavg &&
+	say "warning: load average is $LOAD_START before the start: other work on this machine skews the figures"
+
 # ---------------------------------------------------------------- build
 say "building forwarder, idleconn, pgmux"
 cc -O2 -o "$TMP/forwarder" "$HERE/forwarder.c" >"$LOGDIR/forwarder-build.log" 2>&1 ||
@@ -367,6 +371,8 @@ git -C "$ROOT" diff --quiet HEAD -- src include meson.build 2>/dev/null || PGMUX
 	printf 'postgres\t%s: max_connections=700 shared_buffers=128MB fsync=off synchronous_commit=off\n' \
 		"$("$PGBIN/postgres" -V)"
 	printf 'config\t%s\n' "$CONFIG"
+	printf 'load\tload average %s at the start, %s at the end (other work on the machine skews the figures)\n' \
+		"$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)"
 	printf 'pgmux\t%s\n' "$PGMUX_REV"
 	printf 'seconds\t%s\nrounds\t%s\nidle_clients\t%s\n' "$RUN_S" "$ROUNDS" "$IDLE_CLIENTS"
 } >"$TMP/meta.tsv"
