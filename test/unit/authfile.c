@@ -45,21 +45,20 @@ static const char *write_str(const char *text)
 
 static void test_good_file(void)
 {
-    static const char text[] =
-        "; a comment\n"
-        "# another comment\n"
-        "\n"
-        "   \t\n"
-        "  ; indented comment\n"
-        "\"alice\" \"md5a1b2c3d4e5f60718293a4b5c6d7e8f90\"\n"
-        "\"bob\"\t\"plain pass\" \"extra\" \"fields are ignored\"\n"
-        "\"we\"\"ird\" \"pa\"\"ss\"\"\"\n"
-        "\"crlf\" \"secret\"\r\n"
-        "  \"indented\" \"x\"   \n"
-        "\"empty\" \"\"\n"
-        "\"semi;colon\" \"#hash\"\n"
-        "\"scram\" \"SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB\"\n"
-        "\"last\" \"no newline at end\"";
+    static const char text[] = "; a comment\n"
+                               "# another comment\n"
+                               "\n"
+                               "   \t\n"
+                               "  ; indented comment\n"
+                               "\"alice\" \"md5a1b2c3d4e5f60718293a4b5c6d7e8f90\"\n"
+                               "\"bob\"\t\"plain pass\" \"extra\" \"fields are ignored\"\n"
+                               "\"we\"\"ird\" \"pa\"\"ss\"\"\"\n"
+                               "\"crlf\" \"secret\"\r\n"
+                               "  \"indented\" \"x\"   \n"
+                               "\"empty\" \"\"\n"
+                               "\"semi;colon\" \"#hash\"\n"
+                               "\"scram\" \"SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB\"\n"
+                               "\"last\" \"no newline at end\"";
     char err[256];
     struct authfile *af;
 
@@ -68,7 +67,8 @@ static void test_good_file(void)
     TAP_CHECK(authfile_count(af) == 9, "good file: 9 users (got %zu)", authfile_count(af));
     TAP_STR_EQ(authfile_lookup(af, "alice"), "md5a1b2c3d4e5f60718293a4b5c6d7e8f90", "md5 entry");
     TAP_STR_EQ(authfile_lookup(af, "bob"), "plain pass", "tab separator, extra fields ignored");
-    TAP_STR_EQ(authfile_lookup(af, "we\"ird"), "pa\"ss\"", "\"\" is a literal quote in both fields");
+    TAP_STR_EQ(authfile_lookup(af, "we\"ird"), "pa\"ss\"",
+               "\"\" is a literal quote in both fields");
     TAP_STR_EQ(authfile_lookup(af, "crlf"), "secret", "CRLF line ending");
     TAP_STR_EQ(authfile_lookup(af, "indented"), "x", "leading and trailing blanks");
     TAP_STR_EQ(authfile_lookup(af, "empty"), "", "empty password kept (auth refuses it later)");
@@ -226,10 +226,8 @@ static void test_secret_kind(void)
     TAP_CHECK(secret_kind("md553F48B7C4B76A86CE72276C5755F217D") == SECRET_MD5,
               "md5 + 32 uppercase hex");
     TAP_CHECK(secret_kind("md553f48b7c4b76a86ce72276c5755f217") == SECRET_PLAIN, "md5 + 31 hex");
-    TAP_CHECK(secret_kind("md553f48b7c4b76a86ce72276c5755f217dd") == SECRET_PLAIN,
-              "md5 + 33 hex");
-    TAP_CHECK(secret_kind("md553f48b7c4b76a86ce72276c5755f217g") == SECRET_PLAIN,
-              "md5 + non-hex");
+    TAP_CHECK(secret_kind("md553f48b7c4b76a86ce72276c5755f217dd") == SECRET_PLAIN, "md5 + 33 hex");
+    TAP_CHECK(secret_kind("md553f48b7c4b76a86ce72276c5755f217g") == SECRET_PLAIN, "md5 + non-hex");
     TAP_CHECK(secret_kind("MD553f48b7c4b76a86ce72276c5755f217d") == SECRET_PLAIN,
               "uppercase MD5 prefix is a password");
     TAP_CHECK(secret_kind("SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB") == SECRET_SCRAM, "SCRAM");
