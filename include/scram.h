@@ -39,7 +39,7 @@ bool scram_parse_secret(const char *text, struct scram_secret *out);
  * The secret pgmux uses to check a client whose auth_file entry is a plain
  * password. Cached per (user, password): the salt is made once at random and
  * PBKDF2 runs only on the first call. Returns NULL only on OpenSSL failure
- * or iterations outside 1..SCRAM_MAX_ITERATIONS. The pointer is valid until
+ * or iterations < 1. The pointer is valid until
  * the next call (the entry may be reused); scram_server_first keeps a copy.
  */
 const struct scram_secret *scram_secret_for_plain(const char *user, const char *password,
@@ -61,8 +61,8 @@ struct scram_server {
     char server_first[SCRAM_MAX_MSG];
     char nonce[128]; /* client nonce + server nonce */
     int step;
-    char cbind_flag;             /* gs2 flag of client-first, 'n' or 'y': decides c= */
-    struct scram_secret secret;  /* copy taken by scram_server_first, wiped at the end */
+    char cbind_flag;            /* gs2 flag of client-first, 'n' or 'y': decides c= */
+    struct scram_secret secret; /* copy taken by scram_server_first, wiped at the end */
 };
 
 /*

@@ -22,9 +22,9 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#define AUTHFILE_MAX_USER 127         /* PgBouncer: user names shorter than 128 bytes */
-#define AUTHFILE_MAX_PASSWORD 65530   /* PgBouncer: passwords shorter than 65531 bytes */
-#define AUTHFILE_MAX_SIZE (1u << 30)  /* refuse to slurp anything larger */
+#define AUTHFILE_MAX_USER     127        /* PgBouncer: user names shorter than 128 bytes */
+#define AUTHFILE_MAX_PASSWORD 65530      /* PgBouncer: passwords shorter than 65531 bytes */
+#define AUTHFILE_MAX_SIZE     (1u << 30) /* refuse to slurp anything larger */
 
 struct authfile_entry {
     const char *user;   /* points into authfile.buf */
@@ -433,8 +433,7 @@ void md5_password_hash(const char *password, const char *user, char out[36])
  * The answer to AuthenticationMD5Password. A SCRAM secret cannot give one:
  * out is then "" (as on OpenSSL failure), which no server accepts.
  */
-void md5_salted_response(const char *secret, const char *user, const uint8_t salt[4],
-                         char out[36])
+void md5_salted_response(const char *secret, const char *user, const uint8_t salt[4], char out[36])
 {
     char inner[36];
 
@@ -462,8 +461,7 @@ void md5_salted_response(const char *secret, const char *user, const uint8_t sal
     OPENSSL_cleanse(inner, sizeof(inner));
 }
 
-bool md5_check(const char *secret, const char *user, const uint8_t salt[4],
-               const char *response)
+bool md5_check(const char *secret, const char *user, const uint8_t salt[4], const char *response)
 {
     char want[36];
     bool ok;
@@ -471,7 +469,7 @@ bool md5_check(const char *secret, const char *user, const uint8_t salt[4],
     if (secret == NULL || user == NULL || response == NULL)
         return false;
     md5_salted_response(secret, user, salt, want);
-    /* The length is public (always 35 for a real answer); only the bytes are compared in constant time. */
+    /* The length is public (35 for any real answer); the bytes are compared in constant time. */
     ok = want[0] != '\0' && strnlen(response, 36) == 35 && secret_equal(want, response, 35);
     OPENSSL_cleanse(want, sizeof(want));
     return ok;

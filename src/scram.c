@@ -31,11 +31,11 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
-#define SCRAM_NONCE_RAW 18       /* random bytes per nonce, as libpq and PostgreSQL use */
-#define SCRAM_PLAIN_SALT_LEN 16  /* same salt length as PostgreSQL's own secrets */
-#define SCRAM_CACHE_SIZE 1024    /* entries per cache */
-#define SCRAM_CACHE_BUCKETS 2048 /* power of two */
-#define SCRAM_PREFIX "SCRAM-SHA-256$"
+#define SCRAM_NONCE_RAW      18   /* random bytes per nonce, as libpq and PostgreSQL use */
+#define SCRAM_PLAIN_SALT_LEN 16   /* same salt length as PostgreSQL's own secrets */
+#define SCRAM_CACHE_SIZE     1024 /* entries per cache */
+#define SCRAM_CACHE_BUCKETS  2048 /* power of two */
+#define SCRAM_PREFIX         "SCRAM-SHA-256$"
 
 /* Values of the `step` field of both state structs. Zero is the start. */
 enum scram_step {
@@ -579,7 +579,7 @@ done:
  * keyed by user; an entry whose password or iteration count no longer matches
  * is made again with a fresh salt. The pointer is valid until the next call,
  * which may reuse the entry: scram_server_first() keeps its own copy.
- * NULL if iterations is out of 1..SCRAM_MAX_ITERATIONS or OpenSSL fails.
+ * NULL if iterations is below 1 or OpenSSL fails.
  */
 const struct scram_secret *scram_secret_for_plain(const char *user, const char *password,
                                                   int iterations)
@@ -591,7 +591,8 @@ const struct scram_secret *scram_secret_for_plain(const char *user, const char *
     struct cache_entry *e;
     const struct scram_secret *res = NULL;
 
-    if (user == NULL || password == NULL || iterations < 1 || iterations > SCRAM_MAX_ITERATIONS)
+    /* No SCRAM_MAX_ITERATIONS here: the count is the admin's scram_iterations, not a peer's. */
+    if (user == NULL || password == NULL || iterations < 1)
         return NULL;
     {
         struct span ku[] = {{&tag_user, 1}, {user, strlen(user)}};
@@ -679,9 +680,8 @@ static bool server_fail(struct scram_server *st, const char **errmsg, const char
  * client-first-message (RFC 5802 section 7):
  *   gs2-cbind-flag "," [authzid] "," [reserved-mext ","] username "," nonce ["," extensions]
  */
-bool scram_server_first(struct scram_server *st, const struct scram_secret *sec,
-                        const uint8_t *msg, size_t len, char *out, size_t cap, size_t *outlen,
-                        const char **errmsg)
+bool scram_server_first(struct scram_server *st, const struct scram_secret *sec, const uint8_t *msg,
+                        size_t len, char *out, size_t cap, size_t *outlen, const char **errmsg)
 {
     struct cursor c;
     const char *bare, *user, *cnonce;
@@ -701,8 +701,8 @@ bool scram_server_first(struct scram_server *st, const struct scram_secret *sec,
     /* gs2 header. */
     flag = *c.p;
     if (flag == 'p')
-        return server_fail(st, errmsg,
-                           "SCRAM channel binding requested, but SCRAM-SHA-256-PLUS was not offered");
+        return server_fail(
+            st, errmsg, "SCRAM channel binding requested, but SCRAM-SHA-256-PLUS was not offered");
     if (flag != 'n' && flag != 'y')
         return server_fail(st, errmsg, "malformed SCRAM message (bad channel binding flag)");
     c.p++;
@@ -744,8 +744,8 @@ bool scram_server_first(struct scram_server *st, const struct scram_secret *sec,
 
     if (scram_b64_encode(sec->salt, sec->salt_len, salt_b64, sizeof(salt_b64)) == 0)
         return server_fail(st, errmsg, "unusable SCRAM secret");
-    n = snprintf(st->server_first, sizeof(st->server_first), "r=%s,s=%s,i=%d", st->nonce,
-                 salt_b64, sec->iterations);
+    n = snprintf(st->server_first, sizeof(st->server_first), "r=%s,s=%s,i=%d", st->nonce, salt_b64,
+                 sec->iterations);
     if (n < 0 || (size_t)n >= sizeof(st->server_first))
         return server_fail(st, errmsg, "malformed SCRAM message (too long)");
     if (!emit(st->server_first, (size_t)n, out, cap, outlen))
@@ -763,9 +763,9 @@ bool scram_server_first(struct scram_server *st, const struct scram_secret *sec,
  *   channel-binding "," nonce ["," extensions] "," proof
  * We take no extensions, so it is exactly "c=...,r=...,p=...".
  */
-bool scram_server_final(struct scram_server *st, const struct scram_secret *sec,
-                        const uint8_t *msg, size_t len, char *out, size_t cap, size_t *outlen,
-                        struct scram_keys *keys, const char **errmsg)
+bool scram_server_final(struct scram_server *st, const struct scram_secret *sec, const uint8_t *msg,
+                        size_t len, char *out, size_t cap, size_t *outlen, struct scram_keys *keys,
+                        const char **errmsg)
 {
     struct cursor c;
     const char *cb, *nonce, *proof_b64;
@@ -919,14 +919,16 @@ static bool client_keys_for_password(const char *password, const uint8_t *salt, 
 {
     static const uint8_t tag = 'c';
     uint32_t iter = (uint32_t)iterations, slen = (uint32_t)salt_len;
-    struct span parts[] = {
-        {&tag, 1}, {&iter, sizeof(iter)}, {&slen, sizeof(slen)}, {salt, salt_len},
-        {password, strlen(password)},
-    };
+    struct span parts[5];
     uint8_t key[SCRAM_KEY_LEN], sp[SCRAM_KEY_LEN];
     struct cache_entry *e;
     bool ok = false;
 
+    parts[0] = (struct span){&tag, 1};
+    parts[1] = (struct span){&iter, sizeof(iter)};
+    parts[2] = (struct span){&slen, sizeof(slen)};
+    parts[3] = (struct span){salt, salt_len};
+    parts[4] = (struct span){password, strlen(password)};
     if (!keyed_id(parts, 5, key))
         return false;
     e = cache_find(&client_cache, key);
