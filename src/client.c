@@ -452,18 +452,10 @@ static bool client_start_scram(struct pgsock *c)
         }
     }
     if (!ok) {
-        /* Unknown user or unusable secret: run the exchange against a random
-         * secret so the failure looks exactly like a wrong password. */
-        uint8_t rnd[18];
-        char pw[40];
-        RAND_bytes(rnd, sizeof(rnd));
-        scram_b64_encode(rnd, sizeof(rnd), pw, sizeof(pw));
-        const struct scram_secret *sec = scram_secret_for_plain("", pw, G.cfg->scram_iterations);
-        if (!sec) {
-            client_disconnect(c, "53200", "out of memory");
-            return false;
-        }
-        cl->scram_secret = *sec;
+        /* Unknown user or unusable secret: run the exchange against a mock
+         * secret (stable salt per name, no PBKDF2) so the failure looks
+         * exactly like a wrong password and probing costs us nothing. */
+        scram_mock_secret(cl->user, G.cfg->scram_iterations, &cl->scram_secret);
         cl->user_known = false;
     }
     cl->step = CLOGIN_SASL_INIT;
@@ -613,8 +605,7 @@ static enum sbuf_result client_auth_pkt(struct pgsock *c, struct pkt_hdr *hdr)
         memset(&cl->scram, 0, sizeof(cl->scram));
         if (!scram_server_first(&cl->scram, &cl->scram_secret, data, (size_t)dlen, out,
                                 sizeof(out), &olen, &errmsg)) {
-            client_disconnect(c, "08P01", "malformed SCRAM message: %s",
-                              errmsg ? errmsg : "invalid");
+            client_disconnect(c, "08P01", "%s", errmsg ? errmsg : "malformed SCRAM message");
             return SBUF_CLOSED;
         }
         cl->step = CLOGIN_SASL_CONT;
@@ -628,8 +619,8 @@ static enum sbuf_result client_auth_pkt(struct pgsock *c, struct pkt_hdr *hdr)
             if (errmsg && strcmp(errmsg, "password mismatch") == 0) {
                 auth_failed(c);
             } else {
-                client_disconnect(c, "08P01", "malformed SCRAM message: %s",
-                                  errmsg ? errmsg : "invalid");
+                client_disconnect(c, "08P01", "%s",
+                                  errmsg ? errmsg : "malformed SCRAM message");
             }
             return SBUF_CLOSED;
         }
