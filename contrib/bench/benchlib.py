@@ -266,7 +266,13 @@ def cmd_report(d, out_md):
                 txt.append(r[0].ljust(widths[0]) + '  ' + r[1])
                 md.append('| ' + r[0] + ' | ' + r[1] + ' |' + ' |' * (len(hdr) - 2))
         both('')
-        both('  goal: pgmux <= 1024 bytes per idle client', '- goal: pgmux <= 1024 bytes per idle client')
+        per = {m['target']: (m['rss_after_kb'] - m['rss_before_kb']) * 1024 / m['connected']
+               for m in mem if not m.get('error') and m.get('connected')}
+        lines = ['pgmux / %s: %s' % (label[ref], ratio(per['pgmux'], per[ref]))
+                 for ref in ('pgbouncer-new', 'pgbouncer-deb') if 'pgmux' in per and ref in per]
+        for l in lines + ['goal: pgmux <= 1024 bytes per idle client']:
+            txt.append('  ' + l)
+            md.append('- ' + l)
     print('\n'.join(txt))
     os.makedirs(os.path.dirname(os.path.abspath(out_md)), exist_ok=True)
     with open(out_md, 'w') as f:
