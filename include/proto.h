@@ -112,4 +112,20 @@ struct pg_error_fields {
 };
 bool proto_parse_error(const uint8_t *body, size_t len, struct pg_error_fields *out);
 
+/*
+ * Walk the key/value pairs of a StartupMessage body (after the protocol
+ * code). Returns 1 with key and val set, 0 at the terminating empty key when
+ * nothing follows it, -1 when the layout is broken (missing NUL, missing
+ * value, bytes after the terminator).
+ */
+int proto_startup_next(struct pkt_reader *r, const char **key, const char **val);
+
+/*
+ * Split the "options" startup parameter the way PostgreSQL does: words
+ * separated by spaces, backslash escapes the next character. Each word is
+ * written NUL-terminated into buf (cap bytes) one after another. Returns the
+ * number of words, or -1 when buf is too small.
+ */
+int proto_split_options(const char *opts, char *buf, size_t cap);
+
 #endif

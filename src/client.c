@@ -241,44 +241,29 @@ static bool client_option(struct pgsock *c, char *kv)
     return false;
 }
 
-/* "-c a=b --c=d": PostgreSQL's options syntax with backslash escapes. */
+/* "-c a=b --c=d": PostgreSQL's options syntax; each setting is tracked, ignored or refused. */
 static bool client_parse_options(struct pgsock *c, const char *opts)
 {
-    char tok[1024];
-    const char *p = opts;
+    char words[1024];
+    int n = proto_split_options(opts, words, sizeof(words));
+    if (n < 0) {
+        client_disconnect(c, "08P01", "options startup parameter too long");
+        return false;
+    }
+    char *w = words;
     bool want_c = false;
-    for (;;) {
-        while (*p == ' ')
-            p++;
-        if (!*p)
-            break;
-        size_t n = 0;
-        while (*p && *p != ' ') {
-            if (*p == '\\' && p[1])
-                p++;
-            if (n + 1 >= sizeof(tok)) {
-                client_disconnect(c, "08P01", "options startup parameter too long");
-                return false;
-            }
-            tok[n++] = *p++;
-        }
-        tok[n] = 0;
+    for (int i = 0; i < n; i++, w += strlen(w) + 1) {
         if (want_c) {
             want_c = false;
-            if (!client_option(c, tok))
+            if (!client_option(c, w))
                 return false;
-        } else if (strcmp(tok, "-c") == 0) {
+        } else if (strcmp(w, "-c") == 0) {
             want_c = true;
-        } else if (strncmp(tok, "-c", 2) == 0) {
-            if (!client_option(c, tok + 2))
+        } else if (strncmp(w, "-c", 2) == 0 || strncmp(w, "--", 2) == 0) {
+            if (!client_option(c, w + 2))
                 return false;
-        } else if (strncmp(tok, "--", 2) == 0) {
-            if (!client_option(c, tok + 2))
-                return false;
-        } else if (csv_contains(G.cfg->ignore_startup_parameters, "options")) {
-            continue;
-        } else {
-            client_disconnect(c, "08P01", "unsupported options startup parameter: %.100s", tok);
+        } else if (!csv_contains(G.cfg->ignore_startup_parameters, "options")) {
+            client_disconnect(c, "08P01", "unsupported options startup parameter: %.100s", w);
             return false;
         }
     }
@@ -346,16 +331,13 @@ static enum sbuf_result client_startup(struct pgsock *c, struct pkt_hdr *hdr)
     int n_pq = 0;
     for (;;) {
         const char *key, *val;
-        if (!reader_get_cstring(&r, &key)) {
-            client_disconnect(c, "08P01", "invalid startup packet layout: expected terminator");
+        int rc = proto_startup_next(&r, &key, &val);
+        if (rc < 0) {
+            client_disconnect(c, "08P01", "invalid startup packet layout");
             return SBUF_CLOSED;
         }
-        if (key[0] == 0)
+        if (rc == 0)
             break;
-        if (!reader_get_cstring(&r, &val)) {
-            client_disconnect(c, "08P01", "invalid startup packet layout: missing value");
-            return SBUF_CLOSED;
-        }
         if (strcmp(key, "user") == 0) {
             if (strlen(val) >= MAX_NAME) {
                 client_disconnect(c, "08P01", "user name too long");
@@ -386,10 +368,6 @@ static enum sbuf_result client_startup(struct pgsock *c, struct pkt_hdr *hdr)
                 return SBUF_CLOSED;
             }
         }
-    }
-    if (reader_left(&r) != 0) {
-        client_disconnect(c, "08P01", "invalid startup packet layout: trailing bytes");
-        return SBUF_CLOSED;
     }
     if (!cl->user[0]) {
         client_disconnect(c, "28000", "no PostgreSQL user name specified in startup packet");

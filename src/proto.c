@@ -99,3 +99,39 @@ bool proto_parse_error(const uint8_t *body, size_t len, struct pg_error_fields *
         out->severity = sev_localized;
     return true;
 }
+
+int proto_startup_next(struct pkt_reader *r, const char **key, const char **val)
+{
+    if (!reader_get_cstring(r, key))
+        return -1;
+    if ((*key)[0] == 0)
+        return reader_left(r) == 0 ? 0 : -1;
+    if (!reader_get_cstring(r, val))
+        return -1;
+    return 1;
+}
+
+int proto_split_options(const char *opts, char *buf, size_t cap)
+{
+    size_t n = 0;
+    int words = 0;
+    const char *p = opts;
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            break;
+        while (*p && *p != ' ' && *p != '\t') {
+            if (*p == '\\' && p[1])
+                p++;
+            if (n + 1 >= cap)
+                return -1;
+            buf[n++] = *p++;
+        }
+        if (n + 1 > cap)
+            return -1;
+        buf[n++] = 0;
+        words++;
+    }
+    return words;
+}
