@@ -197,7 +197,8 @@ static const char *const pgbouncer_keys[] = {
 
 static const char *const extension_keys[] = {
     "stats_listen_addr",  "stats_listen_port", "health_listen_addr",
-    "health_listen_port", "log_format",
+    "health_listen_port", "log_format",        "stats_auth",
+    "stats_allow",
 };
 
 static const char *const nr_keys[] = {
@@ -215,7 +216,7 @@ static void test_key_table(void)
     const struct config_key *keys = config_keys(&n);
 
     TAP_CHECK(N_OF(pgbouncer_keys) == 101, "reference list has PgBouncer's 101 keys");
-    TAP_CHECK(n == 106, "table has 101 PgBouncer keys + 5 extensions (got %zu)", n);
+    TAP_CHECK(n == 108, "table has 101 PgBouncer keys + 7 extensions (got %zu)", n);
     for (i = 1; i < n; i++) {
         if (strcmp(keys[i - 1].name, keys[i].name) >= 0) {
             unsorted++;
@@ -247,7 +248,7 @@ static void test_key_table(void)
         if (!k || !k->extension)
             missing++;
     }
-    TAP_CHECK(missing == 0, "the 5 pgmux keys are present and flagged as extensions");
+    TAP_CHECK(missing == 0, "the 7 pgmux keys are present and flagged as extensions");
     for (i = 0; i < n; i++) {
         bool nr = false;
         for (j = 0; j < N_OF(nr_keys); j++)
@@ -540,6 +541,10 @@ static void test_errors(void)
                  "invalid sslmode", "bad sslmode");
     expect_error("[pgbouncer]\nlog_format = xml\n", 2, "log_format", "text or json",
                  "bad log_format");
+    expect_error("[pgbouncer]\nstats_allow = 127.0.0.1, 10.0.0.0/33\n", 2, "stats_allow",
+                 "invalid address", "stats_allow: IPv4 prefix past 32");
+    expect_error("[pgbouncer]\nstats_allow = localhost\n", 2, "stats_allow", "invalid address",
+                 "stats_allow: names are not addresses");
     expect_error("[pgbouncer]\nlisten_port = 6432 ; comment\n", 2, "listen_port", "invalid integer",
                  "inline ';' is part of the value (as in PgBouncer)");
     expect_error("[pgbouncer]\nlisten_port = 70000\n", 2, "listen_port", "out of range",
