@@ -23,8 +23,10 @@ import time
 import psycopg2
 
 PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
-PSQL = shutil.which("psql") or "/usr/bin/psql"
-PGBENCH = shutil.which("pgbench") or "/usr/bin/pgbench"
+PSQL = os.path.join(PG_BIN, "psql") if os.path.exists(os.path.join(PG_BIN, "psql")) \
+    else shutil.which("psql")
+PGBENCH = os.path.join(PG_BIN, "pgbench") if os.path.exists(os.path.join(PG_BIN, "pgbench")) \
+    else shutil.which("pgbench")
 RUN_AS = "postgres"
 
 # Roles created in the test cluster. testuser has a SCRAM secret, md5user an md5 one.
