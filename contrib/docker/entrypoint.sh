@@ -230,8 +230,6 @@ generate_config() {
     local host port user password dbname sslmode entry name key value var auth_written=0
     local -a pgmux_vars=()
 
-    load_known_keys
-
     if [[ -n ${DATABASE_URL+x} ]]; then
         parse_database_url "$(env_value DATABASE_URL)"
     fi
@@ -252,6 +250,8 @@ generate_config() {
     if [[ ! $port =~ ^[0-9]+$ ]] || ((10#$port < 1 || 10#$port > 65535)); then
         die "database port must be a number from 1 to 65535"
     fi
+
+    load_known_keys
 
     # Defaults for a container: listen on every IPv4 address (IPv6 may be
     # disabled in the pod), and turn the HTTP listeners on.
@@ -363,6 +363,37 @@ has_config_arg() {
     return 1
 }
 
+# True for -V/--version and -h/--help, which need no config file.
+wants_no_config() {
+    local a opts skip=0
+    for a in "$@"; do
+        if ((skip)); then
+            skip=0
+            continue
+        fi
+        case $a in
+        --version | --help) return 0 ;;
+        --user) skip=1 ;;
+        --*) ;;
+        -?*)
+            # A cluster of short options; after "u" comes the user name.
+            opts=${a#-}
+            while [[ -n $opts ]]; do
+                case ${opts:0:1} in
+                V | h) return 0 ;;
+                u)
+                    [[ -n ${opts:1} ]] || skip=1
+                    break
+                    ;;
+                esac
+                opts=${opts:1}
+            done
+            ;;
+        esac
+    done
+    return 1
+}
+
 # True when the arguments hold -u/--user (pgmux then switches user itself).
 has_user_arg() {
     local a
@@ -388,7 +419,7 @@ main() {
     shift
     args=("$@")
 
-    if has_config_arg "${args[@]}"; then
+    if has_config_arg "${args[@]}" || wants_no_config "${args[@]}"; then
         exec pgmux "${args[@]}"
     fi
 

@@ -316,7 +316,7 @@ wait_ready() {
 # GET a path from the host: http_get PORT PATH -> "STATUS\nBODY" (empty when refused).
 http_get() {
     local port=$1 path=$2 line status='' body='' in_body=0
-    exec 4<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null || return 0
+    { exec 4<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || return 0
     printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$path" >&4
     while IFS= read -r -t 5 line <&4; do
         line=${line%$'\r'}
@@ -443,7 +443,7 @@ urlenc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.ar
 P2=$(free_port)
 CONTAINERS+=(pgmux-test-url)
 DATABASE_URL="postgresql://$(urlenc "$ODD_USER"):$(urlenc "$ODD_PW")@127.0.0.1:$PGPORT/$(urlenc "$ODD_DB")?sslmode=disable" \
-    podman run -d --name pgmux-test-url --network host --health-interval disable \
+    podman run -d --name pgmux-test-url --network host --no-healthcheck \
     -e DATABASE_URL -e PGMUX_LISTEN_PORT="$P2" -e PGMUX_HEALTH_LISTEN_PORT=0 \
     -e PGMUX_STATS_LISTEN_PORT=0 "$IMAGE" >/dev/null
 if wait_ready pgmux-test-url "$P2" "$ODD_USER" "$ODD_PW" "$ODD_DB"; then
@@ -485,7 +485,7 @@ chown -R 10001:10001 "$WORK/etc"
 chmod 0600 "$WORK/etc/userlist.txt"
 chmod 0711 "$WORK"
 CONTAINERS+=(pgmux-test-mount)
-podman run -d --name pgmux-test-mount --network host --health-interval disable \
+podman run -d --name pgmux-test-mount --network host --no-healthcheck \
     -v "$WORK/etc:/etc/pgmux:ro" -e DB_HOST=does-not-exist.invalid -e POOL_MODE=statement \
     "$IMAGE" >/dev/null
 if wait_ready pgmux-test-mount "$P3" app "$APP_PW" app; then
@@ -504,9 +504,9 @@ podman rm -f -t 0 pgmux-test-mount >/dev/null
 # ---------------------------------------------------------------------------
 # d. Other commands
 
-got=$(podman run --rm --network host --health-interval disable "$IMAGE" pgmux --version 2>&1)
+got=$(podman run --rm --network host --no-healthcheck "$IMAGE" pgmux --version 2>&1)
 [[ $got == pgmux\ * ]] && pass "pgmux --version: $got" || fail "pgmux --version: $got"
-got=$(podman run --rm --network host --health-interval disable "$IMAGE" 2>&1 || true)
+got=$(podman run --rm --network host --no-healthcheck "$IMAGE" 2>&1 || true)
 [[ $got == *"no configuration"* ]] && pass "no config and no variables: clear error" ||
     fail "without any config: $got"
 T_RUN=$((SECONDS - T_RUN))
