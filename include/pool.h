@@ -46,6 +46,9 @@ void pool_launch_if_needed(struct pool *p);
 /* Recycle sockets closed during this loop iteration (ev_prepare hook). */
 void pool_free_justfree(void);
 
+/* The client (servers false) or server socket cache, for SHOW MEM and SHOW LISTS. */
+void pool_cache_stats(bool servers, size_t *size, int *total, int *free_count);
+
 /* Give waiting clients of a pool the server's login error and disconnect them. */
 void pool_fail_waiting(struct pool *p, const char *sqlstate, const char *msg);
 

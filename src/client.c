@@ -152,6 +152,8 @@ void client_disconnect(struct pgsock *c, const char *sqlstate, const char *fmt, 
     va_list ap;
     if (c->state == CL_JUSTFREE || c->state == CL_FREE)
         return;
+    if (c->admin)
+        admin_client_closing(c); /* stops its watcher before the fd goes */
     va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
@@ -467,6 +469,9 @@ static bool client_start_auth(struct pgsock *c)
         client_disconnect(c, "57P01", "pooler is shutting down");
         return false;
     }
+    /* PgBouncer's special case: our own UID as "pgbouncer" on the Unix socket needs no password. */
+    if (cl->is_admin && admin_pre_login(c, cl->user))
+        return client_login_ok(c);
 
     secret = G.authfile ? authfile_lookup(G.authfile, cl->user) : NULL;
     if (secret && strlen(secret) < sizeof(cl->secret)) {

@@ -101,6 +101,12 @@ void pool_free_justfree(void)
     }
 }
 
+void pool_cache_stats(bool servers, size_t *size, int *total, int *free_count)
+{
+    const char *name;
+    slab_stats(servers ? server_slab : client_slab, &name, size, total, free_count);
+}
+
 /*==== State changes ====*/
 
 static struct statlist *client_list(struct pgsock *c, enum sock_state st)
@@ -283,6 +289,8 @@ void pool_launch_if_needed(struct pool *p)
         return;
     if (p->db->dead || p->new_servers.count > 0)
         return; /* one login at a time per pool, so a storm does not stampede PostgreSQL */
+    if (G.paused || p->db->paused)
+        return; /* a new server would be closed at once ("pause mode"): wait for RESUME */
     if (loop_now() < p->next_connect)
         return;
     int waiting = p->waiting_clients.count + p->waiting_login.count;

@@ -1,0 +1,1378 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * admin_show: result sets and the SHOW commands of the admin console.
+ *
+ * Every SHOW prints exactly PgBouncer's columns, in PgBouncer's order and
+ * with PgBouncer's types (PGBOUNCER.md §2.2), because exporters and scripts
+ * parse them by name and position. Lists are printed sorted by database and
+ * user name, as PgBouncer keeps its lists sorted. The console's own database
+ * and pool ("pgbouncer") are listed like any other.
+ *
+ * SHOW STATS averages follow PgBouncer: every stats_period the per-database
+ * counters are shifted into "newer" and "older" snapshots, and an average is
+ * (now - older) / (time since the older snapshot), so it covers between one
+ * and two periods.
+ *
+ * Nothing here is on the data path: building a result allocates freely.
+ */
+#include "admin_show.h"
+
+#include "admin.h"
+#include "config.h"
+#include "iobuf.h"
+#include "log.h"
+#include "loop.h"
+#include "pool.h"
+#include "proto.h"
+#include "varcache.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+/* PostgreSQL type OIDs (pg_type.dat). */
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_INT4 23
+#define OID_TEXT 25
+#define OID_NUMERIC 1700
+
+/*==== Growable message buffer ====*/
+
+void abuf_free(struct admin_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+static bool abuf_room(struct admin_buf *b, size_t n)
+{
+    if (b->failed)
+        return false;
+    if (b->cap - b->len >= n)
+        return true;
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap - b->len < n) {
+        if (cap > SIZE_MAX / 2) {
+            b->failed = true;
+            return false;
+        }
+        cap *= 2;
+    }
+    uint8_t *p = realloc(b->data, cap);
+    if (!p) {
+        b->failed = true;
+        return false;
+    }
+    b->data = p;
+    b->cap = cap;
+    return true;
+}
+
+void abuf_put_bytes(struct admin_buf *b, const void *p, size_t n)
+{
+    if (n && abuf_room(b, n)) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+    }
+}
+
+void abuf_put_u8(struct admin_buf *b, uint8_t v)
+{
+    abuf_put_bytes(b, &v, 1);
+}
+
+void abuf_put_u16(struct admin_buf *b, uint16_t v)
+{
+    uint8_t p[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+    abuf_put_bytes(b, p, 2);
+}
+
+void abuf_put_u32(struct admin_buf *b, uint32_t v)
+{
+    uint8_t p[4];
+    proto_put_u32(p, v);
+    abuf_put_bytes(b, p, 4);
+}
+
+void abuf_put_str(struct admin_buf *b, const char *s)
+{
+    abuf_put_bytes(b, s, strlen(s) + 1);
+}
+
+void abuf_start(struct admin_buf *b, uint8_t type)
+{
+    abuf_put_u8(b, type);
+    b->msg_start = b->len;
+    abuf_put_u32(b, 0);
+}
+
+void abuf_finish(struct admin_buf *b)
+{
+    if (b->failed)
+        return;
+    proto_put_u32(b->data + b->msg_start, (uint32_t)(b->len - b->msg_start));
+}
+
+void abuf_error(struct admin_buf *b, const char *sqlstate, const char *msg)
+{
+    abuf_start(b, PqMsg_ErrorResponse);
+    abuf_put_u8(b, 'S');
+    abuf_put_str(b, "ERROR");
+    abuf_put_u8(b, 'V');
+    abuf_put_str(b, "ERROR");
+    abuf_put_u8(b, 'C');
+    abuf_put_str(b, sqlstate);
+    abuf_put_u8(b, 'M');
+    abuf_put_str(b, msg);
+    abuf_put_u8(b, 0);
+    abuf_finish(b);
+}
+
+void abuf_notice(struct admin_buf *b, const char *msg, const char *detail)
+{
+    abuf_start(b, PqMsg_NoticeResponse);
+    abuf_put_u8(b, 'S');
+    abuf_put_str(b, "NOTICE");
+    abuf_put_u8(b, 'V');
+    abuf_put_str(b, "NOTICE");
+    abuf_put_u8(b, 'C');
+    abuf_put_str(b, "00000");
+    abuf_put_u8(b, 'M');
+    abuf_put_str(b, msg);
+    if (detail) {
+        abuf_put_u8(b, 'D');
+        abuf_put_str(b, detail);
+    }
+    abuf_put_u8(b, 0);
+    abuf_finish(b);
+}
+
+void abuf_param(struct admin_buf *b, const char *key, const char *val)
+{
+    abuf_start(b, PqMsg_ParameterStatus);
+    abuf_put_str(b, key);
+    abuf_put_str(b, val);
+    abuf_finish(b);
+}
+
+void abuf_complete(struct admin_buf *b, const char *tag)
+{
+    abuf_start(b, PqMsg_CommandComplete);
+    abuf_put_str(b, tag);
+    abuf_finish(b);
+}
+
+void abuf_ready(struct admin_buf *b)
+{
+    /* The console has no transactions: always idle. */
+    abuf_start(b, PqMsg_ReadyForQuery);
+    abuf_put_u8(b, 'I');
+    abuf_finish(b);
+}
+
+void abuf_simple(struct admin_buf *b, uint8_t type)
+{
+    abuf_start(b, type);
+    abuf_finish(b);
+}
+
+/*==== Result sets ====*/
+
+bool rs_begin(struct admin_ctx *x, const char *types, ...)
+{
+    va_list ap;
+    size_t n = strlen(types);
+
+    x->has_rows = true;
+    if (x->want_rowdesc) {
+        struct admin_buf *b = x->out;
+        abuf_start(b, PqMsg_RowDescription);
+        abuf_put_u16(b, (uint16_t)n);
+        va_start(ap, types);
+        for (size_t i = 0; i < n; i++) {
+            uint32_t oid = OID_TEXT;
+            int16_t len = -1;
+            switch (types[i]) {
+            case 'i':
+                oid = OID_INT4;
+                len = 4;
+                break;
+            case 'q':
+                oid = OID_INT8;
+                len = 8;
+                break;
+            case 'N':
+                oid = OID_NUMERIC;
+                break;
+            case 'b':
+                oid = OID_BYTEA;
+                break;
+            default: /* 's', 'T' */
+                break;
+            }
+            abuf_put_str(b, va_arg(ap, const char *));
+            abuf_put_u32(b, 0); /* table oid */
+            abuf_put_u16(b, 0); /* column number */
+            abuf_put_u32(b, oid);
+            abuf_put_u16(b, (uint16_t)len);
+            abuf_put_u32(b, 0xffffffffu); /* typmod -1 */
+            abuf_put_u16(b, 0);           /* text format */
+        }
+        va_end(ap);
+        abuf_finish(b);
+    }
+    return !x->describe;
+}
+
+static void rs_put_text(struct admin_buf *b, const char *s)
+{
+    if (!s) {
+        abuf_put_u32(b, 0xffffffffu);
+        return;
+    }
+    size_t n = strlen(s);
+    abuf_put_u32(b, (uint32_t)n);
+    abuf_put_bytes(b, s, n);
+}
+
+/* Local time as PgBouncer prints it: "2026-11-23 12:46:01 UTC". */
+static void format_time(double t, char *buf, size_t len)
+{
+    time_t s = (time_t)t;
+    struct tm tm;
+    if (!localtime_r(&s, &tm) || strftime(buf, len, "%Y-%m-%d %H:%M:%S %Z", &tm) == 0)
+        snprintf(buf, len, "%lld", (long long)s);
+}
+
+void rs_row(struct admin_ctx *x, const char *types, ...)
+{
+    struct admin_buf *b = x->out;
+    va_list ap;
+    size_t n = strlen(types);
+    char tmp[64];
+
+    abuf_start(b, PqMsg_DataRow);
+    abuf_put_u16(b, (uint16_t)n);
+    va_start(ap, types);
+    for (size_t i = 0; i < n; i++) {
+        switch (types[i]) {
+        case 'i':
+            snprintf(tmp, sizeof(tmp), "%d", va_arg(ap, int));
+            rs_put_text(b, tmp);
+            break;
+        case 'q':
+        case 'N':
+            snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)va_arg(ap, uint64_t));
+            rs_put_text(b, tmp);
+            break;
+        case 'T': {
+            double t = va_arg(ap, double);
+            if (t > 0) {
+                format_time(t, tmp, sizeof(tmp));
+                rs_put_text(b, tmp);
+            } else {
+                rs_put_text(b, NULL);
+            }
+            break;
+        }
+        default: /* 's', 'b' */
+            rs_put_text(b, va_arg(ap, const char *));
+            break;
+        }
+    }
+    va_end(ap);
+    abuf_finish(b);
+}
+
+void rs_done(struct admin_ctx *x, const char *tag)
+{
+    if (!x->describe)
+        abuf_complete(x->out, tag);
+}
+
+void admin_ctx_error(struct admin_ctx *x, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    slog_info(x->c, "admin console: %s", msg);
+    abuf_error(x->out, "08P01", msg);
+    x->error = true;
+}
+
+/*==== Sorted views of the registries ====*/
+
+static bool db_listed(const struct database *db)
+{
+    return !db->dead;
+}
+
+static int cmp_db(const void *a, const void *b)
+{
+    const struct database *da = *(const struct database *const *)a;
+    const struct database *db = *(const struct database *const *)b;
+    return strcmp(da->name, db->name);
+}
+
+/* Databases to list, sorted by name, the console's own included. Caller frees. */
+static struct database **sorted_dbs(size_t *n)
+{
+    size_t count = 1, i = 0;
+    struct list *item;
+    for (item = G.databases.next; item != &G.databases; item = item->next)
+        count++;
+    struct database **arr = calloc(count, sizeof(*arr));
+    if (!arr) {
+        *n = 0;
+        return NULL;
+    }
+    arr[i++] = admin_database();
+    for (item = G.databases.next; item != &G.databases; item = item->next) {
+        struct database *db = container_of(item, struct database, head);
+        if (db_listed(db))
+            arr[i++] = db;
+    }
+    qsort(arr, i, sizeof(*arr), cmp_db);
+    *n = i;
+    return arr;
+}
+
+static int cmp_pool(const void *a, const void *b)
+{
+    const struct pool *pa = *(const struct pool *const *)a;
+    const struct pool *pb = *(const struct pool *const *)b;
+    int r = strcmp(pa->db->name, pb->db->name);
+    return r ? r : strcmp(pa->user->name, pb->user->name);
+}
+
+static int pool_socket_count(const struct pool *p)
+{
+    return pool_server_count(p) + p->waiting_login.count + p->waiting_clients.count +
+           p->active_clients.count;
+}
+
+/* Pools to list, sorted by database and user; a dead database's empty pools are left out. */
+static struct pool **sorted_pools(size_t *n)
+{
+    size_t count = 1, i = 0;
+    struct list *item;
+    for (item = G.pools.next; item != &G.pools; item = item->next)
+        count++;
+    struct pool **arr = calloc(count, sizeof(*arr));
+    if (!arr) {
+        *n = 0;
+        return NULL;
+    }
+    arr[i++] = admin_pool();
+    for (item = G.pools.next; item != &G.pools; item = item->next) {
+        struct pool *p = container_of(item, struct pool, head);
+        if (db_listed(p->db) || pool_socket_count(p) > 0)
+            arr[i++] = p;
+    }
+    qsort(arr, i, sizeof(*arr), cmp_pool);
+    *n = i;
+    return arr;
+}
+
+static int cmp_user(const void *a, const void *b)
+{
+    const struct user *ua = *(const struct user *const *)a;
+    const struct user *ub = *(const struct user *const *)b;
+    return strcmp(ua->name, ub->name);
+}
+
+static bool oom(struct admin_ctx *x, const void *p)
+{
+    if (p)
+        return false;
+    admin_ctx_error(x, "out of memory");
+    return true;
+}
+
+/*==== Small helpers ====*/
+
+static int db_max_connections(const struct database *db)
+{
+    return db->max_db_connections != CONFIG_UNSET ? db->max_db_connections
+                                                  : G.cfg->max_db_connections;
+}
+
+static int db_max_client_connections(const struct database *db)
+{
+    return db->max_db_client_connections != CONFIG_UNSET ? db->max_db_client_connections
+                                                         : G.cfg->max_db_client_connections;
+}
+
+/* PgBouncer shows load_balance_hosts only for a database with several hosts. */
+static const char *db_load_balance(const struct database *db)
+{
+    if (db == admin_database() || !db->host || !strchr(db->host, ','))
+        return NULL;
+    const struct cfg_db *cd = config_find_db(G.cfg, db->is_autodb ? "*" : db->name);
+    return cd && cd->load_balance_hosts ? cd->load_balance_hosts : "round-robin";
+}
+
+static const char *pool_mode_of(const struct pool *p)
+{
+    if (p == admin_pool())
+        return config_pool_mode_name(POOL_STATEMENT);
+    return config_pool_mode_name(pool_mode(p));
+}
+
+/* Oldest wait of a pool's waiting clients, in microseconds. */
+static uint64_t pool_maxwait_us(const struct pool *p, double now)
+{
+    double oldest = 0;
+    const struct statlist *lists[] = {&p->waiting_clients, &p->waiting_login};
+    for (size_t i = 0; i < 2; i++) {
+        struct list *first = statlist_first(lists[i]);
+        if (!first)
+            continue;
+        const struct pgsock *c = container_of(first, struct pgsock, head);
+        double w = now - c->wait_start;
+        if (w > oldest)
+            oldest = w;
+    }
+    return oldest > 0 ? (uint64_t)(oldest * 1e6) : 0;
+}
+
+/*==== SHOW HELP, VERSION, STATE ====*/
+
+static void show_help(struct admin_ctx *x)
+{
+    if (x->describe)
+        return;
+    abuf_notice(x->out, "Console usage",
+                "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION"
+                "\n\tSHOW PEERS|PEER_POOLS"
+                "\n\tSHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE"
+                "\n\tSHOW DNS_HOSTS|DNS_ZONES"
+                "\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS"
+                "\n\tSET key = arg"
+                "\n\tRELOAD"
+                "\n\tPAUSE [<db>]"
+                "\n\tRESUME [<db>]"
+                "\n\tDISABLE <db>"
+                "\n\tENABLE <db>"
+                "\n\tRECONNECT [<db>]"
+                "\n\tKILL [<db>]"
+                "\n\tKILL_CLIENT <client_id>"
+                "\n\tSUSPEND"
+                "\n\tSHUTDOWN"
+                "\n\tSHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS"
+                "\n\tWAIT_CLOSE [<db>]");
+    abuf_complete(x->out, "SHOW");
+}
+
+static void show_version(struct admin_ctx *x)
+{
+    if (!rs_begin(x, "s", "version"))
+        return;
+    rs_row(x, "s", "pgmux " PGMUX_VERSION);
+    rs_done(x, "SHOW");
+}
+
+static void show_state(struct admin_ctx *x)
+{
+    if (!rs_begin(x, "ss", "key", "value"))
+        return;
+    bool suspended = admin_is_suspended();
+    rs_row(x, "ss", "active", !G.paused && !suspended ? "yes" : "no");
+    rs_row(x, "ss", "paused", G.paused && !suspended ? "yes" : "no");
+    rs_row(x, "ss", "suspended", suspended ? "yes" : "no");
+    rs_done(x, "SHOW");
+}
+
+/*==== SHOW DATABASES, POOLS, USERS, PEERS, PEER_POOLS ====*/
+
+static void show_databases(struct admin_ctx *x)
+{
+    if (!rs_begin(x, "ssissiiiissiiiiii", "name", "host", "port", "database", "force_user",
+                  "pool_size", "min_pool_size", "reserve_pool_size", "server_lifetime",
+                  "pool_mode", "load_balance_hosts", "max_connections", "current_connections",
+                  "max_client_connections", "current_client_connections", "paused", "disabled"))
+        return;
+    size_t n;
+    struct database **dbs = sorted_dbs(&n);
+    if (oom(x, dbs))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct database *db = dbs[i];
+        double lifetime = db->server_lifetime >= 0 ? db->server_lifetime : G.cfg->server_lifetime;
+        rs_row(x, "ssissiiiissiiiiii", db->name, db->host, db->port, db->dbname, db->forced_user,
+               db->pool_size != CONFIG_UNSET ? db->pool_size : G.cfg->default_pool_size,
+               db->min_pool_size != CONFIG_UNSET ? db->min_pool_size : G.cfg->min_pool_size,
+               db->reserve_pool != CONFIG_UNSET ? db->reserve_pool : G.cfg->reserve_pool_size,
+               (int)lifetime,
+               db->pool_mode != CONFIG_UNSET ? config_pool_mode_name(db->pool_mode) : NULL,
+               db_load_balance(db), db_max_connections(db), db->server_count,
+               db_max_client_connections(db), db->client_count, (int)db->paused,
+               (int)db->disabled);
+    }
+    free(dbs);
+    rs_done(x, "SHOW");
+}
+
+static void show_pools(struct admin_ctx *x)
+{
+    if (!rs_begin(x, "ssiiiiiiiiiiiiiss", "database", "user", "cl_active", "cl_waiting",
+                  "cl_active_cancel_req", "cl_waiting_cancel_req", "sv_active",
+                  "sv_active_cancel", "sv_being_canceled", "sv_idle", "sv_used", "sv_tested",
+                  "sv_login", "maxwait", "maxwait_us", "pool_mode", "load_balance_hosts"))
+        return;
+    size_t n;
+    struct pool **pools = sorted_pools(&n);
+    if (oom(x, pools))
+        return;
+    double now = loop_now();
+    for (size_t i = 0; i < n; i++) {
+        struct pool *p = pools[i];
+        uint64_t wait = pool_maxwait_us(p, now);
+        /* Cancel requests are forwarded at once, never queued per pool: those are 0. */
+        rs_row(x, "ssiiiiiiiiiiiiiss", p->db->name, p->user->name, p->active_clients.count,
+               p->waiting_clients.count + p->waiting_login.count, 0, 0, p->active_servers.count,
+               0, p->canceling_servers.count, p->idle_servers.count, p->used_servers.count,
+               p->tested_servers.count, p->new_servers.count, (int)(wait / 1000000),
+               (int)(wait % 1000000), pool_mode_of(p), db_load_balance(p->db));
+    }
+    free(pools);
+    rs_done(x, "SHOW");
+}
+
+static void show_users(struct admin_ctx *x)
+{
+    if (!rs_begin(x, "ssssiiii", "name", "pool_size", "reserve_pool_size", "pool_mode",
+                  "max_user_connections", "current_connections", "max_user_client_connections",
+                  "current_client_connections"))
+        return;
+    size_t count = 0, n = 0;
+    struct list *item;
+    for (item = G.users.next; item != &G.users; item = item->next)
+        count++;
+    struct user **users = calloc(count ? count : 1, sizeof(*users));
+    if (oom(x, users))
+        return;
+    for (item = G.users.next; item != &G.users; item = item->next)
+        users[n++] = container_of(item, struct user, head);
+    qsort(users, n, sizeof(*users), cmp_user);
+    for (size_t i = 0; i < n; i++) {
+        const struct user *u = users[i];
+        char ps[16] = "", rs[16] = "";
+        /* Text, empty when the user has no setting of its own (PgBouncer's types). */
+        if (u->pool_size != CONFIG_UNSET)
+            snprintf(ps, sizeof(ps), "%d", u->pool_size);
+        if (u->reserve_pool != CONFIG_UNSET)
+            snprintf(rs, sizeof(rs), "%d", u->reserve_pool);
+        rs_row(x, "ssssiiii", u->name, ps, rs,
+               u->pool_mode != CONFIG_UNSET ? config_pool_mode_name(u->pool_mode) : NULL,
+               u->max_user_connections != CONFIG_UNSET ? u->max_user_connections
+                                                       : G.cfg->max_user_connections,
+               u->server_count,
+               u->max_user_client_connections != CONFIG_UNSET ? u->max_user_client_connections
+                                                              : G.cfg->max_user_client_connections,
+               u->client_count);
+    }
+    free(users);
+    rs_done(x, "SHOW");
+}
+
+static bool peer_listed(const struct cfg_peer *pe)
+{
+    /* PgBouncer ignores the entry with our own peer_id. */
+    return pe->peer_id != G.cfg->peer_id;
+}
+
+static void show_peers(struct admin_ctx *x)
+{
+    if (!rs_begin(x, "isii", "peer_id", "host", "port", "pool_size"))
+        return;
+    for (int i = 0; i < G.cfg->n_peers; i++) {
+        const struct cfg_peer *pe = &G.cfg->peers[i];
+        if (!peer_listed(pe))
+            continue;
+        rs_row(x, "isii", pe->peer_id, pe->host, pe->port > 0 ? pe->port : 6432,
+               pe->pool_size != CONFIG_UNSET ? pe->pool_size : G.cfg->default_pool_size);
+    }
+    rs_done(x, "SHOW");
+}
+
+static void show_peer_pools(struct admin_ctx *x)
+{
+    /* pgmux forwards no cancel requests to peers yet: there are no peer pools. */
+    if (!rs_begin(x, "iiiii", "peer_id", "cl_active_cancel_req", "cl_waiting_cancel_req",
+                  "sv_active_cancel", "sv_login"))
+        return;
+    rs_done(x, "SHOW");
+}
+
+/*==== SHOW CLIENTS, SERVERS, SOCKETS, ACTIVE_SOCKETS ====*/
+
+static void sock_remote(const struct pgsock *s, char *buf, size_t len, int *port)
+{
+    if (s->remote.family == AF_INET || s->remote.family == AF_INET6) {
+        if (!inet_ntop(s->remote.family, s->remote.addr, buf, (socklen_t)len))
+            snprintf(buf, len, "?");
+        *port = s->remote.port;
+    } else {
+        snprintf(buf, len, "unix");
+        *port = s->is_server ? s->remote.port : G.cfg->listen_port;
+    }
+}
+
+static void sock_local(const struct pgsock *s, char *buf, size_t len, int *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    buf[0] = 0;
+    *port = 0;
+    if (s->sbuf.fd < 0 || getsockname(s->sbuf.fd, (struct sockaddr *)&ss, &sl) < 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &sin->sin_addr, buf, (socklen_t)len);
+        *port = ntohs(sin->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, buf, (socklen_t)len);
+        *port = ntohs(sin6->sin6_port);
+    } else {
+        snprintf(buf, len, "unix");
+        *port = s->is_server ? s->remote.port : G.cfg->listen_port;
+    }
+}
+
+static int sock_remote_pid(const struct pgsock *s)
+{
+    if (s->is_server) {
+        /* PostgreSQL's BackendKeyData starts with the backend's pid. */
+        return (int)proto_get_u32(s->cancel_key);
+    }
+    if (s->remote.family == AF_UNIX && s->sbuf.fd >= 0) {
+        struct ucred cred;
+        socklen_t cl = sizeof(cred);
+        if (getsockopt(s->sbuf.fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
+            return (int)cred.pid;
+    }
+    return 0;
+}
+
+/*
+ * One row of SHOW CLIENTS/SERVERS (21 columns) or SHOW SOCKETS (28). A
+ * socket in an "active" list with no partner shows as idle, as in PgBouncer.
+ */
+static void socket_row(struct admin_ctx *x, const struct pgsock *s, const char *state, bool debug)
+{
+    char raddr[64], laddr[64], ptr[32], link[32];
+    int rport, lport;
+    double now = loop_now();
+    uint64_t wait_us = 0;
+
+    sock_remote(s, raddr, sizeof(raddr), &rport);
+    sock_local(s, laddr, sizeof(laddr), &lport);
+    snprintf(ptr, sizeof(ptr), "%p", (const void *)s);
+    link[0] = 0;
+    if (s->link)
+        snprintf(link, sizeof(link), "%p", (const void *)s->link);
+    if (!s->is_server && (s->state == CL_WAITING || s->state == CL_WAITING_LOGIN) &&
+        now > s->wait_start)
+        wait_us = (uint64_t)((now - s->wait_start) * 1e6);
+    if (!s->link && strcmp(state, "active") == 0)
+        state = "idle";
+
+    const char *user = "(nouser)", *db = "(nodb)";
+    if (s->pool) {
+        db = s->pool->db->name;
+        user = s->pool->user->name;
+        if (s->admin)
+            user = admin_client_user(s);
+    }
+    int app_idx = varcache_lookup("application_name");
+    const char *app = app_idx >= 0 ? varcache_get(&s->vars, app_idx) : NULL;
+
+    if (!debug) {
+        rs_row(x, "ssssssisiTTiiississii", s->is_server ? "S" : "C", user, db, "none", state,
+               raddr, rport, laddr, lport, s->connect_time, s->request_time,
+               (int)(wait_us / 1000000), (int)(wait_us % 1000000), (int)s->close_needed, ptr,
+               link, sock_remote_pid(s), "", app ? app : "", 0, (int)s->id);
+        return;
+    }
+    const struct iobuf *io = s->sbuf.buf;
+    int recv_pos = io ? (int)io->recv_pos : 0, pkt_pos = io ? (int)io->parse_pos : 0;
+    int send_pos = io ? (int)io->done_pos : 0;
+    rs_row(x, "ssssssisiTTiiississiiiiiiiii", s->is_server ? "S" : "C", user, db, "none", state,
+           raddr, rport, laddr, lport, s->connect_time, s->request_time,
+           (int)(wait_us / 1000000), (int)(wait_us % 1000000), (int)s->close_needed, ptr, link,
+           sock_remote_pid(s), "", app ? app : "", 0, (int)s->id, recv_pos, pkt_pos,
+           (int)s->sbuf.pkt_remain, send_pos, 0, recv_pos - pkt_pos, pkt_pos - send_pos);
+}
+
+static bool socket_header(struct admin_ctx *x, bool debug)
+{
+    if (!debug)
+        return rs_begin(x, "ssssssisiTTiiississii", "type", "user", "database", "replication",
+                        "state", "addr", "port", "local_addr", "local_port", "connect_time",
+                        "request_time", "wait", "wait_us", "close_needed", "ptr", "link",
+                        "remote_pid", "tls", "application_name", "prepared_statements", "id");
+    return rs_begin(x, "ssssssisiTTiiississiiiiiiiii", "type", "user", "database", "replication",
+                    "state", "addr", "port", "local_addr", "local_port", "connect_time",
+                    "request_time", "wait", "wait_us", "close_needed", "ptr", "link",
+                    "remote_pid", "tls", "application_name", "prepared_statements", "id",
+                    "recv_pos", "pkt_pos", "pkt_remain", "send_pos", "send_remain", "pkt_avail",
+                    "send_avail");
+}
+
+/* only_busy: ACTIVE_SOCKETS lists only sockets with bytes in their buffer. */
+static void socket_list(struct admin_ctx *x, const struct statlist *l, const char *state,
+                        bool debug, bool only_busy)
+{
+    struct list *item;
+    for (item = l->head.next; item != &l->head; item = item->next) {
+        const struct pgsock *s = container_of(item, struct pgsock, head);
+        if (only_busy && sbuf_is_empty(&s->sbuf))
+            continue;
+        socket_row(x, s, state, debug);
+    }
+}
+
+static void show_clients(struct admin_ctx *x)
+{
+    if (!socket_header(x, false))
+        return;
+    size_t n;
+    struct pool **pools = sorted_pools(&n);
+    if (oom(x, pools))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        socket_list(x, &pools[i]->active_clients, "active", false, false);
+        socket_list(x, &pools[i]->waiting_clients, "waiting", false, false);
+        socket_list(x, &pools[i]->waiting_login, "waiting", false, false);
+    }
+    free(pools);
+    rs_done(x, "SHOW");
+}
+
+static void show_servers(struct admin_ctx *x)
+{
+    if (!socket_header(x, false))
+        return;
+    size_t n;
+    struct pool **pools = sorted_pools(&n);
+    if (oom(x, pools))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct pool *p = pools[i];
+        socket_list(x, &p->active_servers, "active", false, false);
+        socket_list(x, &p->idle_servers, "idle", false, false);
+        socket_list(x, &p->used_servers, "used", false, false);
+        socket_list(x, &p->tested_servers, "tested", false, false);
+        socket_list(x, &p->new_servers, "new", false, false);
+        socket_list(x, &p->canceling_servers, "being_canceled", false, false);
+    }
+    free(pools);
+    rs_done(x, "SHOW");
+}
+
+static void show_sockets_common(struct admin_ctx *x, bool only_busy)
+{
+    if (!socket_header(x, true))
+        return;
+    size_t n;
+    struct pool **pools = sorted_pools(&n);
+    if (oom(x, pools))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct pool *p = pools[i];
+        socket_list(x, &p->active_clients, "cl_active", true, only_busy);
+        socket_list(x, &p->waiting_clients, "cl_waiting", true, only_busy);
+        socket_list(x, &p->waiting_login, "cl_waiting", true, only_busy);
+        socket_list(x, &p->active_servers, "sv_active", true, only_busy);
+        socket_list(x, &p->idle_servers, "sv_idle", true, only_busy);
+        socket_list(x, &p->used_servers, "sv_used", true, only_busy);
+        socket_list(x, &p->tested_servers, "sv_tested", true, only_busy);
+        socket_list(x, &p->new_servers, "sv_login", true, only_busy);
+    }
+    socket_list(x, &G.login_clients, "cl_login", true, only_busy);
+    free(pools);
+    rs_done(x, "SHOW");
+}
+
+static void show_sockets(struct admin_ctx *x)
+{
+    show_sockets_common(x, false);
+}
+
+static void show_active_sockets(struct admin_ctx *x)
+{
+    show_sockets_common(x, true);
+}
+
+/*
+ * SHOW FDS: the takeover list. pgmux has no online restart, so no file
+ * descriptor is ever attached (PgBouncer attaches them only for its own
+ * user on the Unix socket); the rows are for inspection.
+ */
+static void fds_list(struct admin_ctx *x, const struct statlist *l)
+{
+    struct list *item;
+    for (item = l->head.next; item != &l->head; item = item->next) {
+        const struct pgsock *s = container_of(item, struct pgsock, head);
+        char addr[64];
+        int port;
+        sock_remote(s, addr, sizeof(addr), &port);
+        uint64_t key = ((uint64_t)proto_get_u32(s->cancel_key) << 32) |
+                       proto_get_u32(s->cancel_key + 4);
+        int enc = varcache_lookup("client_encoding"), ss = varcache_lookup(
+                                                            "standard_conforming_strings");
+        int ds = varcache_lookup("DateStyle"), tz = varcache_lookup("TimeZone");
+        rs_row(x, "issssiqisssssbb", s->sbuf.fd, s->is_server ? "server" : "client",
+               s->pool ? s->pool->user->name : NULL, s->pool ? s->pool->db->name : NULL, addr,
+               port, key, s->link ? s->link->sbuf.fd : 0,
+               enc >= 0 ? varcache_get(&s->vars, enc) : NULL,
+               ss >= 0 ? varcache_get(&s->vars, ss) : NULL,
+               ds >= 0 ? varcache_get(&s->vars, ds) : NULL,
+               tz >= 0 ? varcache_get(&s->vars, tz) : NULL, NULL, NULL, NULL);
+    }
+}
+
+static void show_fds(struct admin_ctx *x)
+{
+    if (!rs_begin(x, "issssiqisssssbb", "fd", "task", "user", "database", "addr", "port",
+                  "cancel", "link", "client_encoding", "std_strings", "datestyle", "timezone",
+                  "password", "scram_client_key", "scram_server_key"))
+        return;
+    fds_list(x, &G.login_clients);
+    struct list *item;
+    for (item = G.pools.next; item != &G.pools; item = item->next) {
+        const struct pool *p = container_of(item, struct pool, head);
+        fds_list(x, &p->active_clients);
+        fds_list(x, &p->waiting_clients);
+        fds_list(x, &p->active_servers);
+        fds_list(x, &p->idle_servers);
+        fds_list(x, &p->used_servers);
+        fds_list(x, &p->tested_servers);
+        fds_list(x, &p->new_servers);
+    }
+    rs_done(x, "SHOW");
+}
+
+/*==== SHOW LISTS, MEM, DNS_HOSTS, DNS_ZONES ====*/
+
+/* A server host that needs a DNS lookup (not a Unix socket dir, not a numeric address). */
+static bool host_is_name(const char *host)
+{
+    uint8_t tmp[16];
+    if (!host || !host[0] || host[0] == '/')
+        return false;
+    return inet_pton(AF_INET, host, tmp) != 1 && inet_pton(AF_INET6, host, tmp) != 1;
+}
+
+static void dns_counts(int *names, int *pending)
+{
+    struct list *item;
+    *names = *pending = 0;
+    for (item = G.databases.next; item != &G.databases; item = item->next) {
+        const struct database *db = container_of(item, struct database, head);
+        if (db->dead || !host_is_name(db->host))
+            continue;
+        if (db->addrlen > 0)
+            (*names)++;
+        if (db->resolving)
+            (*pending)++;
+    }
+}
+
+static void show_lists(struct admin_ctx *x)
+{
+    if (!rs_begin(x, "si", "list", "items"))
+        return;
+    int dbs = 1, users = 0, pools = 1, peers = 0;
+    struct list *item;
+    for (item = G.databases.next; item != &G.databases; item = item->next)
+        dbs += db_listed(container_of(item, struct database, head));
+    for (item = G.users.next; item != &G.users; item = item->next)
+        users++;
+    for (item = G.pools.next; item != &G.pools; item = item->next)
+        pools++;
+    for (int i = 0; i < G.cfg->n_peers; i++)
+        peers += peer_listed(&G.cfg->peers[i]);
+    size_t size;
+    int ctotal, cfree, stotal, sfree, names, pending;
+    pool_cache_stats(false, &size, &ctotal, &cfree);
+    pool_cache_stats(true, &size, &stotal, &sfree);
+    dns_counts(&names, &pending);
+    rs_row(x, "si", "databases", dbs);
+    rs_row(x, "si", "users", users);
+    rs_row(x, "si", "peers", peers);
+    rs_row(x, "si", "pools", pools);
+    rs_row(x, "si", "peer_pools", 0);
+    rs_row(x, "si", "free_clients", cfree);
+    rs_row(x, "si", "used_clients", ctotal - cfree);
+    rs_row(x, "si", "login_clients", G.login_clients.count);
+    rs_row(x, "si", "free_servers", sfree);
+    rs_row(x, "si", "used_servers", stotal - sfree);
+    rs_row(x, "si", "dns_names", names);
+    rs_row(x, "si", "dns_zones", 0);
+    rs_row(x, "si", "dns_queries", pending);
+    rs_row(x, "si", "dns_pending", pending);
+    rs_done(x, "SHOW");
+}
+
+static void mem_row(struct admin_ctx *x, const char *name, size_t size, int used, int nfree)
+{
+    rs_row(x, "siiii", name, (int)size, used, nfree, (int)(size * (size_t)(used + nfree)));
+}
+
+static void show_mem(struct admin_ctx *x)
+{
+    if (!rs_begin(x, "siiii", "name", "size", "used", "free", "memtotal"))
+        return;
+    size_t size;
+    int total, nfree, count;
+    struct list *item;
+
+    /* Databases, users and pools are allocated one by one and never freed. */
+    count = 1;
+    for (item = G.databases.next; item != &G.databases; item = item->next)
+        count++;
+    mem_row(x, "db_cache", sizeof(struct database), count, 0);
+    count = 1;
+    for (item = G.pools.next; item != &G.pools; item = item->next)
+        count++;
+    mem_row(x, "pool_cache", sizeof(struct pool), count, 0);
+    count = 0;
+    for (item = G.users.next; item != &G.users; item = item->next)
+        count++;
+    mem_row(x, "user_cache", sizeof(struct user), count, 0);
+    pool_cache_stats(false, &size, &total, &nfree);
+    mem_row(x, "client_cache", size, total - nfree, nfree);
+    pool_cache_stats(true, &size, &total, &nfree);
+    mem_row(x, "server_cache", size, total - nfree, nfree);
+    iobuf_stats(&total, &nfree);
+    mem_row(x, "iobuf_cache", sizeof(struct iobuf) + iobuf_size(), total - nfree, nfree);
+    rs_done(x, "SHOW");
+}
+
+static void addr_text(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+    char a[INET6_ADDRSTRLEN];
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &sin->sin_addr, a, sizeof(a));
+        snprintf(buf, len, "%s:%d", a, ntohs(sin->sin_port));
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, a, sizeof(a));
+        snprintf(buf, len, "[%s]:%d", a, ntohs(sin6->sin6_port));
+    } else {
+        buf[0] = 0;
+    }
+}
+
+static void show_dns_hosts(struct admin_ctx *x)
+{
+    if (!rs_begin(x, "sqs", "hostname", "ttl", "addrs"))
+        return;
+    size_t n;
+    struct database **dbs = sorted_dbs(&n);
+    if (oom(x, dbs))
+        return;
+    double now = loop_now();
+    for (size_t i = 0; i < n; i++) {
+        const struct database *db = dbs[i];
+        if (db == admin_database() || !host_is_name(db->host) || db->addrlen == 0)
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = dbs[j]->host && strcmp(dbs[j]->host, db->host) == 0 && dbs[j]->addrlen > 0;
+        if (seen)
+            continue;
+        char addrs[128];
+        addr_text(&db->addr, addrs, sizeof(addrs));
+        uint64_t ttl = db->addr_expires > now ? (uint64_t)(db->addr_expires - now) : 0;
+        rs_row(x, "sqs", db->host, ttl, addrs);
+    }
+    free(dbs);
+    rs_done(x, "SHOW");
+}
+
+static void show_dns_zones(struct admin_ctx *x)
+{
+    /* Zone serial polling (dns_zone_check_period) needs c-ares; pgmux does not do it. */
+    if (!rs_begin(x, "sqi", "zonename", "serial", "count"))
+        return;
+    rs_done(x, "SHOW");
+}
+
+/*==== SHOW CONFIG ====*/
+
+static void show_config(struct admin_ctx *x)
+{
+    if (!rs_begin(x, "ssss", "key", "value", "default", "changeable"))
+        return;
+    size_t n;
+    const struct config_key *keys = config_keys(&n);
+    char *val = malloc(8192);
+    if (oom(x, val))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        config_format(G.cfg, &keys[i], val, 8192);
+        rs_row(x, "ssss", keys[i].name, val, keys[i].def, keys[i].reloadable ? "yes" : "no");
+    }
+    free(val);
+    rs_done(x, "SHOW");
+}
+
+/*==== SHOW STATS, STATS_TOTALS, STATS_AVERAGES, TOTALS ====*/
+
+struct counters {
+    uint64_t assign, xact, query, recv, sent, xact_us, query_us, wait_us;
+    uint64_t client_parse, server_parse, bind, logins;
+};
+
+struct stat_snap {
+    struct stat_snap *next;
+    char name[MAX_NAME];
+    struct counters older, newer;
+};
+
+static struct stat_snap *snaps;
+static double old_stamp, new_stamp;
+static bool stats_started;
+
+static void counters_add_pool(struct counters *t, const struct pool *p)
+{
+    const struct pool_stats *s = &p->stats;
+    t->assign += s->server_assignment_count;
+    t->xact += s->xact_count;
+    t->query += s->query_count;
+    t->recv += s->bytes_received;
+    t->sent += s->bytes_sent;
+    t->xact_us += s->xact_time_us;
+    t->query_us += s->query_time_us;
+    t->wait_us += s->wait_time_us;
+    t->logins += s->client_login_count;
+    /* Protocol-level prepared statements are not tracked yet: parse/bind stay 0. */
+}
+
+static void counters_add(struct counters *t, const struct counters *s)
+{
+    t->assign += s->assign;
+    t->xact += s->xact;
+    t->query += s->query;
+    t->recv += s->recv;
+    t->sent += s->sent;
+    t->xact_us += s->xact_us;
+    t->query_us += s->query_us;
+    t->wait_us += s->wait_us;
+    t->client_parse += s->client_parse;
+    t->server_parse += s->server_parse;
+    t->bind += s->bind;
+    t->logins += s->logins;
+}
+
+static void counters_of_db(const struct database *db, struct counters *t)
+{
+    memset(t, 0, sizeof(*t));
+    if (db == admin_database()) {
+        counters_add_pool(t, admin_pool());
+        return;
+    }
+    struct list *item;
+    for (item = G.pools.next; item != &G.pools; item = item->next) {
+        const struct pool *p = container_of(item, struct pool, head);
+        if (p->db == db)
+            counters_add_pool(t, p);
+    }
+}
+
+static struct stat_snap *snap_find(const char *name, bool create)
+{
+    for (struct stat_snap *s = snaps; s; s = s->next)
+        if (strcmp(s->name, name) == 0)
+            return s;
+    if (!create)
+        return NULL;
+    struct stat_snap *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    s->next = snaps;
+    snaps = s;
+    return s;
+}
+
+static void snap_shift(const struct database *db)
+{
+    struct stat_snap *s = snap_find(db->name, true);
+    if (!s)
+        return;
+    s->older = s->newer;
+    counters_of_db(db, &s->newer);
+}
+
+void admin_stats_tick(double now)
+{
+    if (!stats_started) {
+        stats_started = true;
+        new_stamp = now;
+        old_stamp = now - 1;
+        return;
+    }
+    int period = G.cfg->stats_period > 0 ? G.cfg->stats_period : 60;
+    if (now - new_stamp < period)
+        return;
+    old_stamp = new_stamp;
+    new_stamp = now;
+    snap_shift(admin_database());
+    struct list *item;
+    for (item = G.databases.next; item != &G.databases; item = item->next)
+        snap_shift(container_of(item, struct database, head));
+}
+
+static uint64_t delta(uint64_t cur, uint64_t old)
+{
+    return cur > old ? cur - old : 0;
+}
+
+static uint64_t per_sec(uint64_t d, double secs)
+{
+    return secs > 0 ? (uint64_t)((double)d / secs) : 0;
+}
+
+/* PgBouncer's averages: rates per second, and times per query/transaction/assignment. */
+static void counters_avg(struct counters *avg, const struct counters *cur,
+                         const struct counters *old)
+{
+    double dur = loop_now() - old_stamp;
+    memset(avg, 0, sizeof(*avg));
+    if (dur <= 0)
+        return;
+    uint64_t q = delta(cur->query, old->query), t = delta(cur->xact, old->xact);
+    uint64_t a = delta(cur->assign, old->assign);
+    avg->query = per_sec(q, dur);
+    avg->xact = per_sec(t, dur);
+    avg->assign = per_sec(a, dur);
+    avg->recv = per_sec(delta(cur->recv, old->recv), dur);
+    avg->sent = per_sec(delta(cur->sent, old->sent), dur);
+    if (q)
+        avg->query_us = delta(cur->query_us, old->query_us) / q;
+    if (t)
+        avg->xact_us = delta(cur->xact_us, old->xact_us) / t;
+    if (a)
+        avg->wait_us = delta(cur->wait_us, old->wait_us) / a;
+    avg->client_parse = per_sec(delta(cur->client_parse, old->client_parse), dur);
+    avg->server_parse = per_sec(delta(cur->server_parse, old->server_parse), dur);
+    avg->bind = per_sec(delta(cur->bind, old->bind), dur);
+    avg->logins = per_sec(delta(cur->logins, old->logins), dur);
+}
+
+static void db_counters(const struct database *db, struct counters *cur, struct counters *old)
+{
+    counters_of_db(db, cur);
+    struct stat_snap *s = snap_find(db->name, false);
+    if (s)
+        *old = s->older;
+    else
+        memset(old, 0, sizeof(*old));
+}
+
+/* The twelve values in PgBouncer's order. */
+#define COUNTER_ARGS(c)                                                                            \
+    (c).assign, (c).xact, (c).query, (c).recv, (c).sent, (c).xact_us, (c).query_us, (c).wait_us,   \
+        (c).client_parse, (c).server_parse, (c).bind, (c).logins
+
+static void show_stats(struct admin_ctx *x)
+{
+    if (!rs_begin(x, "sNNNNNNNNNNNNNNNNNNNNNNNN", "database", "total_server_assignment_count",
+                  "total_xact_count", "total_query_count", "total_received", "total_sent",
+                  "total_xact_time", "total_query_time", "total_wait_time",
+                  "total_client_parse_count", "total_server_parse_count", "total_bind_count",
+                  "total_client_login_count", "avg_server_assignment_count", "avg_xact_count",
+                  "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time",
+                  "avg_wait_time", "avg_client_parse_count", "avg_server_parse_count",
+                  "avg_bind_count", "avg_client_login_count"))
+        return;
+    size_t n;
+    struct database **dbs = sorted_dbs(&n);
+    if (oom(x, dbs))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct counters cur, old, avg;
+        db_counters(dbs[i], &cur, &old);
+        counters_avg(&avg, &cur, &old);
+        rs_row(x, "sNNNNNNNNNNNNNNNNNNNNNNNN", dbs[i]->name, COUNTER_ARGS(cur), COUNTER_ARGS(avg));
+    }
+    free(dbs);
+    rs_done(x, "SHOW");
+}
+
+static void show_stats_totals(struct admin_ctx *x)
+{
+    if (!rs_begin(x, "sNNNNNNNNNNNN", "database", "server_assignment_count", "xact_count",
+                  "query_count", "bytes_received", "bytes_sent", "xact_time", "query_time",
+                  "wait_time", "client_parse_count", "server_parse_count", "bind_count",
+                  "client_login_count"))
+        return;
+    size_t n;
+    struct database **dbs = sorted_dbs(&n);
+    if (oom(x, dbs))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct counters cur;
+        counters_of_db(dbs[i], &cur);
+        rs_row(x, "sNNNNNNNNNNNN", dbs[i]->name, COUNTER_ARGS(cur));
+    }
+    free(dbs);
+    rs_done(x, "SHOW");
+}
+
+static void show_stats_averages(struct admin_ctx *x)
+{
+    /* The mix of names with and without avg_ is PgBouncer's. */
+    if (!rs_begin(x, "sNNNNNNNNNNNN", "database", "server_assignment_count", "xact_count",
+                  "query_count", "bytes_received", "bytes_sent", "xact_time", "query_time",
+                  "wait_time", "avg_client_parse_count", "avg_server_parse_count",
+                  "avg_bind_count", "avg_client_login_count"))
+        return;
+    size_t n;
+    struct database **dbs = sorted_dbs(&n);
+    if (oom(x, dbs))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct counters cur, old, avg;
+        db_counters(dbs[i], &cur, &old);
+        counters_avg(&avg, &cur, &old);
+        rs_row(x, "sNNNNNNNNNNNN", dbs[i]->name, COUNTER_ARGS(avg));
+    }
+    free(dbs);
+    rs_done(x, "SHOW");
+}
+
+static void show_totals(struct admin_ctx *x)
+{
+    if (!rs_begin(x, "sN", "name", "value"))
+        return;
+    struct counters cur, old, avg, c, o;
+    memset(&cur, 0, sizeof(cur));
+    memset(&old, 0, sizeof(old));
+    size_t n;
+    struct database **dbs = sorted_dbs(&n);
+    if (oom(x, dbs))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        db_counters(dbs[i], &c, &o);
+        counters_add(&cur, &c);
+        counters_add(&old, &o);
+    }
+    free(dbs);
+    counters_avg(&avg, &cur, &old);
+    static const char *const names[] = {
+        "server_assignment_count", "xact_count",         "query_count",
+        "client_bytes",            "server_bytes",       "xact_time",
+        "query_time",              "wait_time",          "ps_client_parse_count",
+        "ps_server_parse_count",   "ps_bind_count",      "client_login_count",
+    };
+    const uint64_t tv[] = {COUNTER_ARGS(cur)}, av[] = {COUNTER_ARGS(avg)};
+    char name[64];
+    for (size_t i = 0; i < 12; i++) {
+        snprintf(name, sizeof(name), "total_%s", names[i]);
+        rs_row(x, "sN", name, tv[i]);
+    }
+    for (size_t i = 0; i < 12; i++) {
+        snprintf(name, sizeof(name), "avg_%s", names[i]);
+        rs_row(x, "sN", name, av[i]);
+    }
+    rs_done(x, "SHOW");
+}
+
+/*==== Fake parameters and SELECT 1 ====*/
+
+/*
+ * Some drivers SHOW or SET these right after connecting. PgBouncer fakes
+ * the first five; the last two keep JDBC and friends happy.
+ */
+static const struct {
+    const char *name;
+    const char *value;
+} fake_params[] = {
+    {"client_encoding", "UTF-8"},
+    {"default_transaction_isolation", "read committed"},
+    {"standard_conforming_strings", "on"},
+    {"datestyle", "ISO"},
+    {"timezone", "GMT"},
+    {"extra_float_digits", "1"},
+    {"application_name", ""},
+};
+
+bool admin_fake_param(const char *name)
+{
+    for (size_t i = 0; i < sizeof(fake_params) / sizeof(fake_params[0]); i++)
+        if (strcasecmp(name, fake_params[i].name) == 0)
+            return true;
+    return false;
+}
+
+void admin_show_fake_param(struct admin_ctx *x, const char *name)
+{
+    for (size_t i = 0; i < sizeof(fake_params) / sizeof(fake_params[0]); i++) {
+        if (strcasecmp(name, fake_params[i].name) != 0)
+            continue;
+        if (!rs_begin(x, "s", fake_params[i].name))
+            return;
+        rs_row(x, "s", fake_params[i].value);
+        rs_done(x, "SHOW");
+        return;
+    }
+}
+
+void admin_select_one(struct admin_ctx *x)
+{
+    if (!rs_begin(x, "i", "?column?"))
+        return;
+    rs_row(x, "i", 1);
+    rs_done(x, "SELECT 1");
+}
+
+/*==== The table ====*/
+
+static const struct admin_show_entry show_table[] = {
+    {"active_sockets", show_active_sockets, false, false},
+    {"clients", show_clients, false, false},
+    {"config", show_config, false, false},
+    {"databases", show_databases, false, false},
+    {"dns_hosts", show_dns_hosts, false, false},
+    {"dns_zones", show_dns_zones, false, false},
+    {"fds", show_fds, true, false},
+    {"help", show_help, false, true},
+    {"lists", show_lists, false, false},
+    {"mem", show_mem, false, false},
+    {"peer_pools", show_peer_pools, false, false},
+    {"peers", show_peers, false, false},
+    {"pools", show_pools, false, false},
+    {"servers", show_servers, false, false},
+    {"sockets", show_sockets, false, false},
+    {"state", show_state, false, false},
+    {"stats", show_stats, false, false},
+    {"stats_averages", show_stats_averages, false, false},
+    {"stats_totals", show_stats_totals, false, false},
+    {"totals", show_totals, false, false},
+    {"users", show_users, false, false},
+    {"version", show_version, false, false},
+};
+
+const struct admin_show_entry *admin_show_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(show_table) / sizeof(show_table[0]); i++)
+        if (strcasecmp(name, show_table[i].name) == 0)
+            return &show_table[i];
+    return NULL;
+}
