@@ -225,6 +225,8 @@ struct config {
     char *health_listen_addr;
     int health_listen_port;
     char *log_format; /* "text" or "json" */
+    char *stats_auth;  /* auth_file users allowed to read /metrics (Basic auth); "" = no auth */
+    char *stats_allow; /* addresses/networks allowed to read /metrics; "" = any */
 
     /* sections */
     struct cfg_db *dbs; /* [databases] in file order, including "*" if present */

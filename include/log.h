@@ -31,6 +31,13 @@ void log_close(void);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void slog_msg(int level, const struct pgsock *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/*
+ * A line that is also a named event: in text format just the message; with
+ * log_format = json, "event" is set and fields (pre-rendered JSON members,
+ * '"k":v,...', or NULL) are added to the object.
+ */
+void log_event(int level, const char *event, const char *fields, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #define log_fatal(...) log_msg(LOG_LVL_FATAL, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)

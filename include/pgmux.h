@@ -119,6 +119,7 @@ struct pool_stats {
     uint64_t xact_time_us, query_time_us, wait_time_us;
     uint64_t client_login_count;
     struct stats_hist query_hist, xact_hist, wait_hist;
+    struct stats_extra extra; /* stats.h: logins, errors by class, timeouts */
 };
 
 struct database {

@@ -17,6 +17,7 @@
 #include "loop.h"
 #include "pool.h"
 #include "proto.h"
+#include "stats.h"
 
 #include <errno.h>
 #include <openssl/rand.h>
@@ -170,11 +171,13 @@ void cancel_handle(const uint8_t key[8])
 {
     struct pgsock *c = cancel_find(key);
     if (!c) {
+        stats_cancel(STATS_CANCEL_UNKNOWN_KEY);
         log_debug("cancel request for an unknown key");
         return;
     }
     struct pgsock *s = c->link;
     if (!s || s->internal || s->state != SV_ACTIVE) {
+        stats_cancel(STATS_CANCEL_IDLE);
         slog_debug(c, "cancel request ignored: no query running on a server");
         return;
     }
@@ -186,6 +189,7 @@ void cancel_handle(const uint8_t key[8])
     if (req->fd < 0 ||
         (connect(req->fd, (struct sockaddr *)&db->addr, db->addrlen) < 0 &&
          errno != EINPROGRESS)) {
+        stats_cancel(STATS_CANCEL_FAILED);
         slog_warning(c, "cancel request: connect failed: %s", strerror(errno));
         if (req->fd >= 0)
             close(req->fd);
@@ -208,5 +212,6 @@ void cancel_handle(const uint8_t key[8])
         ev_timer_init(&cancel_timer, cancel_timer_cb, 1.0, 1.0);
         ev_timer_start(loop_main, &cancel_timer);
     }
+    stats_cancel(STATS_CANCEL_FORWARDED);
     slog_info(c, "forwarding cancel request to S-%llu", (unsigned long long)s->id);
 }

@@ -31,6 +31,7 @@
 #include "proto.h"
 #include "scram.h"
 #include "server.h"
+#include "stats.h"
 #include "varcache.h"
 
 #include <errno.h>
@@ -159,6 +160,7 @@ void client_disconnect(struct pgsock *c, const char *sqlstate, const char *fmt, 
     va_end(ap);
 
     if (sqlstate) {
+        stats_client_error(c, sqlstate);
         if (G.cfg->log_pooler_errors)
             slog_warning(c, "pooler error: %s", reason);
         send_fatal(c, "FATAL", sqlstate, reason);
@@ -791,11 +793,15 @@ static enum sbuf_result client_active_pkt(struct pgsock *c, struct pkt_hdr *hdr)
         s->rfq_expected++;
         c->syncs_since_exec = -1;
         c->query_start = loop_now();
+        if (c->xact_start == 0)
+            c->xact_start = c->query_start; /* first query after a ReadyForQuery 'I' */
         p->stats.query_count++;
         break;
     case PqMsg_Execute:
         c->syncs_since_exec = 0;
         c->query_start = loop_now();
+        if (c->xact_start == 0)
+            c->xact_start = c->query_start;
         p->stats.query_count++;
         break;
     case PqMsg_Sync:

@@ -20,6 +20,7 @@
 #include "config.h"
 #include "connstr.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
@@ -142,6 +143,8 @@ static const struct config_key config_key_table[] = {
     KEY(server_tls_sslmode, CFG_SSLMODE, "prefer", R, false, 0, 0),
     STR(service_name, "pgbouncer", NR),
     BOOL(so_reuseport, "0", NR),
+    XSTR(stats_allow, "", R),
+    XSTR(stats_auth, "", R),
     XSTR(stats_listen_addr, "127.0.0.1", NR),
     XINT(stats_listen_port, "0", NR, 0, 65535),
     INT(stats_period, "60", R, 1, INT_MAX),
@@ -361,6 +364,51 @@ const struct config_key *config_find_key(const char *name)
 
 /*==== Setting one [pgbouncer] key ====*/
 
+/*
+ * stats_allow: a comma list of IPv4/IPv6 addresses, each with an optional
+ * "/prefix". True when every entry parses (an empty list is fine).
+ */
+static bool config_check_addr_list(const char *value, char *msg, size_t msglen)
+{
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',' && *p != ' ')
+            p++;
+        size_t n = (size_t)(p - start);
+        if (n == 0)
+            continue;
+        char entry[64], *slash;
+        unsigned char addr[16];
+        bool ok = n < sizeof(entry);
+        if (ok) {
+            memcpy(entry, start, n);
+            entry[n] = 0;
+            long bits = -1;
+            slash = strchr(entry, '/');
+            if (slash) {
+                *slash = 0;
+                ok = config_parse_long(slash + 1, 10, &bits) && bits >= 0;
+            }
+            if (ok && inet_pton(AF_INET, entry, addr) == 1)
+                ok = bits <= 32;
+            else if (ok && inet_pton(AF_INET6, entry, addr) == 1)
+                ok = bits <= 128;
+            else
+                ok = false;
+        }
+        if (!ok) {
+            snprintf(msg, msglen, "invalid address \"%.*s\" in stats_allow: expected "
+                     "addresses or networks like 127.0.0.1, 10.0.0.0/8, ::1",
+                     (int)(n > 80 ? 80 : n), start);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Extra checks for string keys whose values form a closed set. */
 static bool config_check_string(const struct config_key *k, const char *value, const char **store,
                                 char *msg, size_t msglen)
@@ -376,6 +424,8 @@ static bool config_check_string(const struct config_key *k, const char *value, c
             return false;
         }
     }
+    if (k->offset == offsetof(struct config, stats_allow))
+        return config_check_addr_list(value, msg, msglen);
     return true;
 }
 

@@ -20,6 +20,7 @@
 #include "pgmux.h"
 #include "pool.h"
 #include "server.h"
+#include "stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,12 +46,15 @@ static void janitor_clients(struct pool *p, double now)
     {
         struct pgsock *c = container_of(item, struct pgsock, head);
         double waited = now - c->wait_start;
-        if (qwt > 0 && waited > qwt)
+        if (qwt > 0 && waited > qwt) {
+            stats_timeout(p, STATS_TO_QUERY_WAIT);
             client_disconnect(c, "08P01", "query_wait_timeout");
-        else if (qt > 0 && waited > qt)
+        } else if (qt > 0 && waited > qt) {
+            stats_timeout(p, STATS_TO_QUERY);
             client_disconnect(c, "08P01", "query_timeout");
-        else if (G.shutting_down && G.shutdown_mode == 1)
+        } else if (G.shutting_down && G.shutdown_mode == 1) {
             client_disconnect(c, "57P01", "pooler is shutting down");
+        }
     }
     statlist_foreach_safe(item, tmp, &p->waiting_login)
     {
@@ -73,16 +77,22 @@ static void janitor_clients(struct pool *p, double now)
         struct pgsock *c = container_of(item, struct pgsock, head);
         struct pgsock *s = c->link;
         if (!s) {
-            if (cit > 0 && now - c->request_time > cit)
+            if (cit > 0 && now - c->request_time > cit) {
+                stats_timeout(p, STATS_TO_CLIENT_IDLE);
                 client_disconnect(c, "08P01", "client_idle_timeout");
+            }
             continue;
         }
-        if (qt > 0 && s->rfq_expected > 0 && now - c->query_start > qt)
+        if (qt > 0 && s->rfq_expected > 0 && now - c->query_start > qt) {
+            stats_timeout(p, STATS_TO_QUERY);
             client_disconnect(c, "57014", "query_timeout");
-        else if (itt > 0 && s->idle_tx && s->rfq_expected == 0 && now - c->request_time > itt)
+        } else if (itt > 0 && s->idle_tx && s->rfq_expected == 0 && now - c->request_time > itt) {
+            stats_timeout(p, STATS_TO_IDLE_TRANSACTION);
             client_disconnect(c, "25P03", "idle transaction timeout");
-        else if (tt > 0 && s->idle_tx && now - c->xact_start > tt)
+        } else if (tt > 0 && s->idle_tx && now - c->xact_start > tt) {
+            stats_timeout(p, STATS_TO_TRANSACTION);
             client_disconnect(c, "25P04", "transaction timeout");
+        }
     }
 }
 
@@ -99,6 +109,7 @@ static void janitor_servers(struct pool *p, double now)
         if (cfg->server_connect_timeout > 0 && now - s->connect_time > cfg->server_connect_timeout) {
             snprintf(p->last_error, sizeof(p->last_error), "connect timeout");
             p->last_login_ok = false;
+            stats_server_login(p, false);
             p->backoff = 0.5;
             p->next_connect = now + p->backoff;
             server_disconnect(s, "connect timeout");

@@ -3,11 +3,18 @@
  * log: PgBouncer-like log lines ("2026-11-23 12:00:00.123 UTC [pid] LOG
  * C-12: db/user@127.0.0.1:5432 message") to stderr, a logfile and/or syslog.
  * The logfile is reopened on every configure (SIGHUP), for logrotate.
+ *
+ * With log_format = json, stderr and the logfile get one JSON object per
+ * line instead: {"ts","level","pid","event","client_id" or "server_id",
+ * "db","user","addr","msg", plus the event's own fields}. ts is UTC with
+ * milliseconds; strings are escaped (invalid UTF-8 becomes U+FFFD) so every
+ * line parses. syslog keeps the text form: it adds its own envelope.
  */
 #include "log.h"
 
 #include "config.h"
 #include "pgmux.h"
+#include "textbuf.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -24,6 +31,7 @@ static bool log_quiet;
 static int verbose_cmdline;
 static FILE *logfile;
 static bool use_syslog;
+static bool log_json; /* log_format = json */
 
 static const char *const level_names[] = {"FATAL", "ERROR", "WARNING", "LOG", "DEBUG", "NOISE"};
 static const int syslog_levels[] = {LOG_CRIT, LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG, LOG_DEBUG};
@@ -71,6 +79,7 @@ void log_configure(const struct config *cfg)
         else
             fprintf(stderr, "cannot open logfile %s\n", cfg->logfile);
     }
+    log_json = cfg->log_format && strcmp(cfg->log_format, "json") == 0;
     if (use_syslog)
         closelog();
     use_syslog = cfg->syslog != 0;
@@ -85,8 +94,69 @@ void log_close(void)
     logfile = NULL;
 }
 
-static void log_write(int level, const char *prefix, const char *msg)
+/* One JSON object for the line (see the file comment), into out. */
+static void log_format_json(struct textbuf *out, int level, const struct pgsock *s,
+                            const char *event, const char *fields, const char *msg)
 {
+    char ts[64], addr[80];
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+
+    textbuf_printf(out, "{\"ts\":\"%s\",\"level\":\"%s\",\"pid\":%d,\"event\":", ts,
+                   level_names[level], (int)getpid());
+    textbuf_json_string(out, event ? event : "log");
+    if (s) {
+        textbuf_printf(out, ",\"%s_id\":%llu,\"db\":", s->is_server ? "server" : "client",
+                       (unsigned long long)s->id);
+        textbuf_json_string(out, s->pool ? s->pool->db->name : NULL);
+        textbuf_puts(out, ",\"user\":");
+        textbuf_json_string(out, s->pool ? s->pool->user->name : NULL);
+        textbuf_puts(out, ",\"addr\":");
+        textbuf_json_string(out, log_addr(s, addr, sizeof(addr)));
+    }
+    if (fields && fields[0]) {
+        textbuf_puts(out, ",");
+        textbuf_puts(out, fields);
+    }
+    textbuf_puts(out, ",\"msg\":");
+    textbuf_json_string(out, msg);
+    textbuf_puts(out, "}");
+}
+
+static void log_write_json(int level, const struct pgsock *s, const char *event,
+                           const char *fields, const char *msg)
+{
+    char mem[4096];
+    struct textbuf out;
+    textbuf_init_fixed(&out, mem, sizeof(mem) - 2);
+    log_format_json(&out, level, s, event, fields, msg);
+    if (out.failed) {
+        /* Too long for one line: keep it valid JSON with the message cut. */
+        char cut[1024];
+        snprintf(cut, sizeof(cut), "%.900s [truncated]", msg);
+        textbuf_init_fixed(&out, mem, sizeof(mem) - 2);
+        log_format_json(&out, level, s, event, NULL, cut);
+    }
+    if (!log_quiet || level <= LOG_LVL_ERROR)
+        fprintf(stderr, "%s\n", out.data);
+    if (logfile)
+        fprintf(logfile, "%s\n", out.data);
+}
+
+static void log_write(int level, const struct pgsock *s, const char *event, const char *fields,
+                      const char *prefix, const char *msg)
+{
+    if (log_json) {
+        log_write_json(level, s, event, fields, msg);
+        if (use_syslog)
+            syslog(syslog_levels[level], "%s %s%s", level_names[level], prefix, msg);
+        return;
+    }
+
     char ts[64];
     struct timeval tv;
     struct tm tm;
@@ -116,7 +186,19 @@ void log_msg(int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    log_write(level, "", msg);
+    log_write(level, NULL, NULL, NULL, "", msg);
+}
+
+void log_event(int level, const char *event, const char *fields, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    if (level > log_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_write(level, NULL, event, fields, "", msg);
 }
 
 const char *log_addr(const struct pgsock *s, char *buf, int len)
@@ -147,5 +229,5 @@ void slog_msg(int level, const struct pgsock *s, const char *fmt, ...)
     const char *user = s->pool ? s->pool->user->name : "(nouser)";
     snprintf(prefix, sizeof(prefix), "%c-%llu: %s/%s@%s ", s->is_server ? 'S' : 'C',
              (unsigned long long)s->id, db, user, log_addr(s, addr, sizeof(addr)));
-    log_write(level, prefix, msg);
+    log_write(level, s, NULL, NULL, prefix, msg);
 }

@@ -19,6 +19,7 @@
 #include "loop.h"
 #include "pgmux.h"
 #include "pool.h"
+#include "stats.h"
 #include "varcache.h"
 
 #include <errno.h>
@@ -179,6 +180,7 @@ bool pgmux_reload(char *errbuf, size_t errlen)
     if (!ncfg) {
         config_error_format(&err, msg, sizeof(msg));
         log_error("config reload failed, keeping the old configuration: %s", msg);
+        stats_reload(false);
         if (errbuf)
             snprintf(errbuf, errlen, "%s", msg);
         return false;
@@ -188,6 +190,7 @@ bool pgmux_reload(char *errbuf, size_t errlen)
         naf = authfile_load(ncfg->auth_file, msg, sizeof(msg));
         if (!naf) {
             log_error("auth_file reload failed, keeping the old configuration: %s", msg);
+            stats_reload(false);
             if (errbuf)
                 snprintf(errbuf, errlen, "%s", msg);
             config_free(ncfg);
@@ -218,6 +221,7 @@ bool pgmux_reload(char *errbuf, size_t errlen)
     if (old_af)
         authfile_free(old_af);
     G.launch_needed = true;
+    stats_reload(true);
     log_info("configuration reloaded");
     return true;
 }
@@ -378,8 +382,9 @@ int main(int argc, char **argv)
     setup_signals();
     janitor_start();
     listener_start();
-    http_start();
     G.start_time = ev_time();
+    stats_start();
+    http_start();
     log_info("pgmux %s listening on port %d (%s)", PGMUX_VERSION, G.cfg->listen_port,
              G.cfg->listen_addr[0] ? G.cfg->listen_addr : "unix socket only");
     loop_run();

@@ -399,7 +399,7 @@ void pool_release_server(struct pgsock *server)
     double now = loop_now();
 
     if (client) {
-        stats_xact_done(p, (uint64_t)((now - client->xact_start) * 1e6));
+        /* Transactions are counted at their ReadyForQuery (stats_xact_end). */
         client->link = NULL;
         client->sbuf.dst = NULL;
     }

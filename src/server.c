@@ -61,6 +61,7 @@ static void server_login_failed(struct pgsock *s, const char *sqlstate, const ch
     snprintf(p->last_sqlstate, sizeof(p->last_sqlstate), "%s", sqlstate ? sqlstate : "08006");
     p->last_login_ok = false;
     p->last_error_fatal_auth = credentials;
+    stats_server_login(p, false);
     /* Retry soon with a growing delay: PostgreSQL coming back after a restart
      * must be used within a second, not after a fixed lockout. */
     p->backoff = p->backoff > 0 ? p->backoff * 2 : 0.05;
@@ -365,6 +366,7 @@ static void server_login_done(struct pgsock *s)
     struct server_login *sl = s->slogin;
 
     p->last_login_ok = true;
+    stats_server_login(p, true);
     p->backoff = 0;
     p->next_connect = 0;
     p->last_error[0] = 0;
@@ -579,6 +581,8 @@ static enum sbuf_result server_active_pkt(struct pgsock *s, struct pkt_hdr *hdr)
         if (s->rfq_expected > 0)
             s->rfq_expected--;
         stats_query_done(p, (uint64_t)((loop_now() - c->query_start) * 1e6));
+        if (status == 'I')
+            stats_xact_end(c);
         if (s->rfq_expected == 0 && !s->copy_in) {
             int mode = pool_mode(p);
             if (mode == POOL_STATEMENT && status != 'I') {
@@ -609,8 +613,11 @@ static enum sbuf_result server_active_pkt(struct pgsock *s, struct pkt_hdr *hdr)
             c->syncs_since_exec = 0;
         }
         break;
-    case PqMsg_CommandComplete:
     case PqMsg_ErrorResponse:
+        stats_server_error(p, hdr);
+        s->copy_in = false;
+        break;
+    case PqMsg_CommandComplete:
         s->copy_in = false;
         break;
     default:
