@@ -230,8 +230,10 @@ generate_config() {
     local host port user password dbname sslmode entry name key value var auth_written=0
     local -a pgmux_vars=()
 
+    # Every $(env_value ...) is a plain assignment, so its die stops the script.
     if [[ -n ${DATABASE_URL+x} ]]; then
-        parse_database_url "$(env_value DATABASE_URL)"
+        value=$(env_value DATABASE_URL)
+        parse_database_url "$value"
     fi
     host=$URL_HOST port=$URL_PORT user=$URL_USER password=$URL_PASSWORD
     dbname=$URL_DBNAME sslmode=$URL_SSLMODE
@@ -268,7 +270,10 @@ generate_config() {
 
     # The four shorthands.
     for var in POOL_MODE DEFAULT_POOL_SIZE MAX_CLIENT_CONN AUTH_TYPE; do
-        [[ -n ${!var+x} ]] && set_key "${var,,}" "$(env_value "$var")"
+        if [[ -n ${!var+x} ]]; then
+            value=$(env_value "$var")
+            set_key "${var,,}" "$value"
+        fi
     done
 
     # PGMUX_<KEY> for every other key.

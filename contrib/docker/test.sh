@@ -113,6 +113,28 @@ HAD_VAR_LIB_CONTAINERS=0
 [[ -e /var/lib/containers ]] && HAD_VAR_LIB_CONTAINERS=1
 HAD_RUN_CONTAINERS=0
 [[ -e /run/containers ]] && HAD_RUN_CONTAINERS=1
+HAD_NETAVARK_CHAINS=0
+iptables -S NETAVARK_FORWARD >/dev/null 2>&1 && HAD_NETAVARK_CHAINS=1
+
+# Remove the (empty) iptables chains netavark may set up, when this run made them.
+remove_netavark_chains() {
+    local c
+    command -v iptables >/dev/null || return 0
+    iptables -D FORWARD -m comment --comment "netavark firewall plugin rules" \
+        -j NETAVARK_FORWARD 2>/dev/null
+    iptables -F NETAVARK_FORWARD 2>/dev/null && iptables -X NETAVARK_FORWARD 2>/dev/null
+    for c in PREROUTING OUTPUT; do
+        iptables -t nat -D "$c" -m addrtype --dst-type LOCAL -j NETAVARK-HOSTPORT-DNAT 2>/dev/null
+    done
+    iptables -t nat -D POSTROUTING -j NETAVARK-HOSTPORT-MASQ 2>/dev/null
+    for c in NETAVARK-HOSTPORT-DNAT NETAVARK-HOSTPORT-MASQ NETAVARK-HOSTPORT-SETMARK; do
+        iptables -t nat -F "$c" 2>/dev/null
+    done
+    for c in NETAVARK-HOSTPORT-DNAT NETAVARK-HOSTPORT-MASQ NETAVARK-HOSTPORT-SETMARK; do
+        iptables -t nat -X "$c" 2>/dev/null
+    done
+    return 0
+}
 
 cleanup() {
     local rc=$? c
@@ -134,6 +156,7 @@ cleanup() {
         # only when this run created them.
         ((HAD_VAR_LIB_CONTAINERS)) || rm -rf /var/lib/containers
         ((HAD_RUN_CONTAINERS)) || rm -rf /run/containers
+        ((HAD_NETAVARK_CHAINS)) || remove_netavark_chains
     fi
     exit "$rc"
 }
