@@ -107,7 +107,10 @@ bool tls_peer_cn(const SSL *ssl, char *buf, size_t len);
 
 /*
  * The tls column of SHOW CLIENTS / SHOW SERVERS, in PgBouncer's form:
- * "TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=X25519" (or "/DH=2048"); "" for NULL.
+ * "TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=X25519": protocol, cipher, key
+ * exchange group when known ("/DH=2048" for TLS 1.2 DHE seen from the
+ * connecting end; the accepting end of a DHE exchange shows no group).
+ * "" for NULL.
  */
 void tls_info(SSL *ssl, char *buf, size_t len);
 

@@ -31,6 +31,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 struct tls_ctx {
@@ -380,18 +381,28 @@ static bool key_file_encrypted(const char *path)
 static bool load_keypair(SSL_CTX *ctx, const char *keyname, const char *key,
                          const char *certname, const char *cert, char *err, size_t len)
 {
+    EVP_PKEY *pkey;
+    BIO *bio;
+    int ok;
+
     if (!check_file(certname, cert, err, len) || !check_file(keyname, key, err, len))
         return false;
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
         return set_ssl_err(err, len, "%s \"%s\": could not load certificate", certname, cert);
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+    /* Parsed apart from the pairing, so "bad file" and "wrong key" get different messages. */
+    bio = BIO_new_file(key, "r");
+    pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, refuse_passphrase, NULL) : NULL;
+    BIO_free(bio);
+    if (pkey == NULL) {
         if (key_file_encrypted(key))
             return set_err(err, len, "%s \"%s\": the private key is encrypted; pgmux cannot ask "
                                      "for a passphrase, store it decrypted",
                            keyname, key);
         return set_ssl_err(err, len, "%s \"%s\": could not load private key", keyname, key);
     }
-    if (SSL_CTX_check_private_key(ctx) != 1)
+    ok = SSL_CTX_use_PrivateKey(ctx, pkey) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+    EVP_PKEY_free(pkey);
+    if (!ok)
         return set_ssl_err(err, len, "%s \"%s\" does not match %s \"%s\"", keyname, key, certname,
                            cert);
     return true;
