@@ -361,3 +361,30 @@ def test_bad_stats_allow_is_a_config_error(pgmux_factory):
 def test_metrics_off_by_default(pgmux):
     """Without stats/health ports nothing listens and the pooler works as before."""
     assert pgmux.psql("SELECT 1") == "1"
+
+
+def test_contrib_prometheus_and_grafana(pgmux_factory):
+    """contrib/: promtool accepts the alert rules and scrape config, the dashboard is JSON,
+    and every metric they name exists in a real scrape."""
+    promtool = ensure_promtool()
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "contrib")
+    rules = os.path.join(root, "prometheus", "pgmux-alerts.yml")
+    config = os.path.join(root, "prometheus", "prometheus.yml")
+    dashboard = os.path.join(root, "grafana", "pgmux-dashboard.json")
+    for args in (["check", "rules", rules], ["check", "config", config]):
+        r = subprocess.run([promtool] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stdout
+    import json
+    with open(dashboard) as f:
+        dash = json.load(f)
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    with open(rules) as f:
+        text = f.read() + "\n".join(exprs)
+    m = obs_pgmux(pgmux_factory)
+    workload(m, "transaction")
+    names = {k[0] for k in scrape(m)}
+    used = set(re.findall(r"\b((?:pgmux|process)_[a-z_]+)\b", text))
+    assert used, "no metric names found"
+    missing = sorted(n for n in used if n not in names)
+    assert not missing, "metrics named in contrib/ but not exported: %s" % missing
