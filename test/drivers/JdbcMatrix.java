@@ -191,8 +191,35 @@ public class JdbcMatrix {
         });
     }
 
+    static synchronized void report() {
+        System.out.println("queries=" + queries.get());
+        System.out.println("mismatches=" + mismatches.get());
+        System.out.println("server_prepared=" + serverPrepared.get());
+        System.out.println("backend_pids=" + pids.size());
+        synchronized (examples) {
+            for (String s : examples) System.out.println("example=" + s);
+        }
+        synchronized (errors) {
+            for (String s : errors) System.out.println("error=" + s);
+        }
+        System.out.flush();
+        System.exit(errors.isEmpty() ? 0 : 1);
+    }
+
     public static void main(String[] args) throws Exception {
         String mode = args.length > 0 ? args[0] : "";
+        // A pooler that loses track of a statement can leave a query hanging: give up after 40 s.
+        Thread watchdog = new Thread(() -> {
+            try {
+                Thread.sleep(40000);
+            } catch (InterruptedException e) {
+                return;
+            }
+            errors.add("timed out after 40 s with " + queries.get() + " queries done");
+            report();
+        });
+        watchdog.setDaemon(true);
+        watchdog.start();
         try {
             switch (mode) {
                 case "prepared": prepared(); break;
@@ -203,13 +230,6 @@ public class JdbcMatrix {
         } catch (Throwable e) {
             errors.add(describe(e));
         }
-        System.out.println("queries=" + queries.get());
-        System.out.println("mismatches=" + mismatches.get());
-        System.out.println("server_prepared=" + serverPrepared.get());
-        System.out.println("backend_pids=" + pids.size());
-        for (String s : examples) System.out.println("example=" + s);
-        for (String s : errors) System.out.println("error=" + s);
-        System.out.flush();
-        System.exit(errors.isEmpty() ? 0 : 1);
+        report();
     }
 }

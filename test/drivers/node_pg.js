@@ -32,23 +32,33 @@ async function shared(out) {
     const clients = await Promise.all(Array.from({ length: POOL_MAX }, () => pool.connect()));
     out.pool_total = pool.totalCount;
     const pids = new Set();
-    await Promise.all(clients.map(async (c, ci) => {
-      for (let j = 0; j < ROUNDS; j++) {
-        const a = ci * 1000 + j;
-        const r = await c.query({
-          name: 'q1',
-          text: 'SELECT $1::int * 2 AS v, $2::text AS s, pg_backend_pid() AS pid',
-          values: [a, 'c' + ci + 'r' + j],
-        });
-        out.queries += 1;
-        if (r.rows.length !== 1 || r.rows[0].v !== a * 2 || r.rows[0].s !== 'c' + ci + 'r' + j) {
-          mismatch(out, { client: ci, round: j, got: r.rows });
+    // allSettled: every client is released (or destroyed after an error) before pool.end()
+    const settled = await Promise.allSettled(clients.map(async (c, ci) => {
+      let failed;
+      try {
+        for (let j = 0; j < ROUNDS; j++) {
+          const a = ci * 1000 + j;
+          const r = await c.query({
+            name: 'q1',
+            text: 'SELECT $1::int * 2 AS v, $2::text AS s, pg_backend_pid() AS pid',
+            values: [a, 'c' + ci + 'r' + j],
+          });
+          out.queries += 1;
+          if (r.rows.length !== 1 || r.rows[0].v !== a * 2 || r.rows[0].s !== 'c' + ci + 'r' + j) {
+            mismatch(out, { client: ci, round: j, got: r.rows });
+          }
+          pids.add(r.rows[0].pid);
         }
-        pids.add(r.rows[0].pid);
+      } catch (e) {
+        failed = e;
+        throw e;
+      } finally {
+        c.release(failed);
       }
     }));
     out.backend_pids = pids.size;
-    clients.forEach((c) => c.release());
+    const rejected = settled.find((s) => s.status === 'rejected');
+    if (rejected) throw rejected.reason;
 
     // pool.query: any client, any order; two statement names on the same clients.
     const jobs = [];
@@ -75,7 +85,9 @@ async function shared(out) {
         }));
       }
     }
-    await Promise.all(jobs);
+    const done = await Promise.allSettled(jobs);
+    const bad = done.find((s) => s.status === 'rejected');
+    if (bad) throw bad.reason;
   } finally {
     await pool.end();
   }
@@ -89,7 +101,7 @@ async function clash(out) {
       await c.connect();
       clients.push(c);
     }
-    await Promise.all(clients.map(async (c, ci) => {
+    const settled = await Promise.allSettled(clients.map(async (c, ci) => {
       for (let j = 0; j < ROUNDS; j++) {
         const r = await c.query({
           name: 'qx',
@@ -102,6 +114,8 @@ async function clash(out) {
         }
       }
     }));
+    const rejected = settled.find((s) => s.status === 'rejected');
+    if (rejected) throw rejected.reason;
   } finally {
     await Promise.all(clients.map((c) => c.end().catch(() => {})));
   }
@@ -110,6 +124,12 @@ async function clash(out) {
 async function main() {
   const out = { queries: 0, mismatches: 0, examples: [], errors: [] };
   let rc = 0;
+  // A pooler that loses track of a statement can leave a query hanging: give up after 40 s.
+  setTimeout(() => {
+    out.errors.push('timed out after 40 s with ' + out.queries + ' queries done');
+    process.stdout.write(JSON.stringify(out) + '\n');
+    process.exit(1);
+  }, 40000).unref();
   try {
     await shared(out);
     await clash(out);

@@ -18,6 +18,12 @@ const CONCURRENT = 200;
 
 async function main() {
   const out = { queries: 0, attempts: 0, mismatches: 0, examples: [], errors: [] };
+  // A pooler that loses track of a statement can leave a query hanging: give up after 40 s.
+  setTimeout(() => {
+    out.errors.push('timed out after 40 s with ' + out.queries + ' queries done');
+    process.stdout.write(JSON.stringify(out) + '\n');
+    process.exit(1);
+  }, 40000).unref();
   const sql = postgres({
     host: process.env.PGHOST,
     port: parseInt(process.env.PGPORT, 10),
