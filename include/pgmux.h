@@ -76,6 +76,7 @@ struct pgaddr {
 struct client_login; /* client.c: startup and auth state, alive only during login */
 struct server_login; /* server.c: auth state, alive only during login */
 struct pool;
+struct ps_state;
 
 struct pgsock {
     struct list head;    /* membership in the list of its state */
@@ -111,6 +112,7 @@ struct pgsock {
     double query_start;    /* client: last query sent */
     struct pgsock *cancel_next; /* client: chain in the cancel key hash */
     struct varcache vars;  /* tracked parameters (client: wanted; server: current) */
+    struct ps_state *ps;   /* prepare.c: client name map, or server cache + queue; owned */
 };
 
 struct pool_stats {
@@ -118,6 +120,7 @@ struct pool_stats {
     uint64_t bytes_received, bytes_sent;
     uint64_t xact_time_us, query_time_us, wait_time_us;
     uint64_t client_login_count;
+    uint64_t client_parse_count, server_parse_count, bind_count; /* prepared statements */
     struct stats_hist query_hist, xact_hist, wait_hist;
     struct stats_extra extra; /* stats.h: logins, errors by class, timeouts */
 };
@@ -158,6 +161,11 @@ struct user {
     double query_timeout, idle_transaction_timeout, transaction_timeout; /* < 0 = global */
     double client_idle_timeout, query_wait_timeout;                     /* < 0 = global */
     int server_count, client_count;
+    /* SCRAM pass-through: keys recovered from this user's last SCRAM login
+     * against a stored SCRAM secret, used to log in to PostgreSQL with it. */
+    bool has_scram_keys;
+    uint8_t scram_client_key[32];
+    uint8_t scram_server_key[32];
 };
 
 struct pool {

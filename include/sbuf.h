@@ -34,6 +34,7 @@ enum sbuf_result {
     SBUF_NEED_MORE, /* wants the whole message in the buffer: read more */
     SBUF_PAUSE,     /* stop here and keep the bytes; sbuf_continue resumes */
     SBUF_CLOSED,    /* the owner closed the socket: touch nothing */
+    SBUF_RETRY,     /* could not act until earlier output drains: call again later */
 };
 
 struct pkt_hdr {
@@ -43,6 +44,7 @@ struct pkt_hdr {
     const uint8_t *data;/* message start (type byte, or length for startup) */
     uint32_t avail;     /* bytes of the message present at data */
     bool complete;      /* avail == total */
+    bool collected;     /* too big for the iobuf: data is a heap copy, not in the stream */
 };
 
 typedef enum sbuf_result (*sbuf_proto_fn)(struct sbuf *sb, enum sbuf_event ev,
@@ -63,6 +65,13 @@ struct sbuf {
     uint8_t closed;
     struct sbuf *next_cont; /* queue of sbufs to resume in the ev_prepare hook */
     uint8_t cont_queued;
+    uint32_t pkt_then_forward; /* after the skipped part, forward this many bytes */
+    /* Bytes pgmux inserts into the forwarded stream at inj_at (owned, heap). */
+    uint8_t *inj;
+    uint32_t inj_len, inj_sent, inj_cap, inj_at;
+    /* A message larger than the iobuf, collected whole for its owner (owned, heap). */
+    uint8_t *big;
+    uint32_t big_len, big_have;
 };
 
 /* Resume every sbuf queued by sbuf_continue(); called from the ev_prepare hook. */
@@ -80,6 +89,19 @@ bool sbuf_connect(struct sbuf *sb, const struct sockaddr *sa, socklen_t len)
 /* Decisions, called from the proto callback for the current message. */
 void sbuf_forward(struct sbuf *sb, uint32_t total);
 void sbuf_skip(struct sbuf *sb, uint32_t total);
+/* Drop the first skip bytes of the message, then forward the next fwd bytes. */
+void sbuf_skip_forward(struct sbuf *sb, uint32_t skip, uint32_t fwd);
+
+/*
+ * Insert bytes into the forwarded stream just before the current message.
+ * Call sbuf_inject_ready() first in the callback: when it returns false an
+ * earlier insertion is still unsent and the callback must return SBUF_RETRY.
+ * A message collected whole (larger than the iobuf) is no longer in the
+ * buffer: forwarding it means injecting it, which sbuf does by itself when
+ * the owner calls sbuf_forward() on it.
+ */
+bool sbuf_inject_ready(struct sbuf *sb) __attribute__((warn_unused_result));
+bool sbuf_inject(struct sbuf *sb, const void *data, size_t len) __attribute__((warn_unused_result));
 
 /* Stop reading (keep buffered bytes) / resume and reprocess buffered bytes. */
 void sbuf_pause(struct sbuf *sb);
@@ -93,6 +115,7 @@ void sbuf_continue(struct sbuf *sb);
 bool sbuf_answer(struct sbuf *sb, const void *data, size_t len) __attribute__((warn_unused_result));
 
 /* True when nothing is buffered (all received bytes were forwarded or skipped). */
+/* (Also false while inserted bytes or a collected message wait.) */
 bool sbuf_is_empty(const struct sbuf *sb);
 
 /* True when no parsed bytes are waiting to be forwarded. */

@@ -28,6 +28,7 @@
 #include "loop.h"
 #include "pktbuf.h"
 #include "pool.h"
+#include "prepare.h"
 #include "proto.h"
 #include "scram.h"
 #include "server.h"
@@ -37,6 +38,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -599,8 +601,9 @@ static enum sbuf_result client_auth_pkt(struct pgsock *c, struct pkt_hdr *hdr)
     case CLOGIN_SASL_CONT: {
         char out[SCRAM_MAX_MSG];
         size_t olen;
+        struct scram_keys keys;
         if (!scram_server_final(&cl->scram, &cl->scram_secret, r.pos, reader_left(&r), out,
-                                sizeof(out), &olen, NULL, &errmsg)) {
+                                sizeof(out), &olen, &keys, &errmsg)) {
             if (errmsg && strcmp(errmsg, "password mismatch") == 0) {
                 auth_failed(c);
             } else {
@@ -613,6 +616,17 @@ static enum sbuf_result client_auth_pkt(struct pgsock *c, struct pkt_hdr *hdr)
             auth_failed(c);
             return SBUF_CLOSED;
         }
+        if (secret_kind(cl->secret) == SECRET_SCRAM) {
+            /* Keep the proof-derived keys: they let pgmux log in to PostgreSQL
+             * as this user without ever knowing the password. */
+            struct user *u = db_find_or_add_user(cl->user);
+            if (u) {
+                memcpy(u->scram_client_key, keys.client_key, sizeof(u->scram_client_key));
+                memcpy(u->scram_server_key, keys.server_key, sizeof(u->scram_server_key));
+                u->has_scram_keys = true;
+            }
+        }
+        OPENSSL_cleanse(&keys, sizeof(keys));
         if (!send_auth(c, AUTH_REQ_SASL_FIN, out, olen))
             return SBUF_CLOSED;
         return client_login_ok(c) ? SBUF_OK : SBUF_CLOSED;
@@ -732,6 +746,201 @@ void client_welcome(struct pgsock *c)
 
 /*==== Logged in ====*/
 
+/*==== Prepared statements (transaction and statement mode) ====*/
+
+/*
+ * A client's named statements never reach a server under their own names:
+ * each maps to a shared entry prepared on servers as PGMUX_<id>. Parse is
+ * replaced by a Parse of the entry (preceded by a Close of that name when
+ * the server already has it, so PostgreSQL does not complain); Bind and
+ * Describe get the server name, after a Parse is slipped in front of them
+ * when their server lacks the statement. The answers to what pgmux slipped
+ * in are dropped by server.c using the server's request queue. Close of a
+ * client name is forwarded unchanged: no server has that name, and
+ * PostgreSQL answers CloseComplete for a name it does not know.
+ */
+
+static bool ps_active(const struct pgsock *c)
+{
+    return G.cfg->max_prepared_statements > 0 && pool_mode(c->pool) != POOL_SESSION;
+}
+
+static bool ps_inject_msg(struct pgsock *c, uint8_t type, const char *name, uint8_t kind,
+                          const uint8_t *body, uint32_t body_len)
+{
+    uint8_t stack[512];
+    size_t need = 1 + 4 + 1 + strlen(name) + 1 + body_len;
+    uint8_t *mem = need <= sizeof(stack) ? stack : malloc(need);
+    if (!mem)
+        return false;
+    struct pktbuf pb;
+    pktbuf_init(&pb, mem, need);
+    pktbuf_start(&pb, type);
+    if (kind)
+        pktbuf_put_u8(&pb, kind);
+    pktbuf_put_string(&pb, name);
+    pktbuf_put_bytes(&pb, body, body_len);
+    pktbuf_finish(&pb);
+    bool ok = !pb.failed && sbuf_inject(&c->sbuf, pb.buf, pb.len);
+    if (mem != stack)
+        free(mem);
+    return ok;
+}
+
+/* Close the least recently used statement on s when its cache is full. */
+static bool ps_make_room(struct pgsock *c, struct pgsock *s)
+{
+    struct ps_entry *victim = ps_server_victim(s, G.cfg->max_prepared_statements);
+    if (!victim)
+        return true;
+    if (!ps_inject_msg(c, PqMsg_Close, victim->name, 'S', NULL, 0) ||
+        !ps_queue_push(s, PSQ_CLOSE, true, NULL))
+        return false;
+    ps_server_remove(s, victim);
+    return true;
+}
+
+/* Slip a Parse of e in front of the current message; its answer is ours when skip. */
+static bool ps_inject_parse(struct pgsock *c, struct pgsock *s, struct ps_entry *e, bool skip)
+{
+    if (!ps_make_room(c, s) || !ps_inject_msg(c, PqMsg_Parse, e->name, 0, e->body, e->body_len) ||
+        !ps_queue_push(s, PSQ_PARSE, skip, e) || !ps_server_add(s, e))
+        return false;
+    c->pool->stats.server_parse_count++;
+    return true;
+}
+
+static enum sbuf_result ps_fail(struct pgsock *c)
+{
+    client_disconnect(c, "53200", "out of memory while rewriting a prepared statement");
+    return SBUF_CLOSED;
+}
+
+static enum sbuf_result client_ps_parse(struct pgsock *c, struct pgsock *s, struct pkt_hdr *hdr)
+{
+    struct pkt_reader r;
+    const char *name;
+    if (!hdr->complete)
+        return SBUF_NEED_MORE;
+    reader_init(&r, hdr->data + 5, hdr->len);
+    if (!reader_get_cstring(&r, &name) || name[0] == 0) {
+        /* Unnamed (or malformed: PostgreSQL will say so): passes through. */
+        if (!ps_queue_push(s, PSQ_PARSE, false, NULL))
+            return ps_fail(c);
+        sbuf_forward(&c->sbuf, hdr->total);
+        return SBUF_OK;
+    }
+    if (!sbuf_inject_ready(&c->sbuf))
+        return c->sbuf.closed ? SBUF_CLOSED : SBUF_RETRY;
+    struct ps_entry *e = ps_entry_get(r.pos, (uint32_t)reader_left(&r));
+    if (!e)
+        return ps_fail(c);
+    bool ok = ps_client_set(c, name, e);
+    if (ok && ps_server_has(s, e)) {
+        /* Prepared here already (maybe by another client): Close + Parse keeps
+         * PostgreSQL quiet and gives this client its own ParseComplete. */
+        ok = ps_inject_msg(c, PqMsg_Close, e->name, 'S', NULL, 0) &&
+             ps_queue_push(s, PSQ_CLOSE, true, NULL) &&
+             ps_inject_msg(c, PqMsg_Parse, e->name, 0, e->body, e->body_len) &&
+             ps_queue_push(s, PSQ_PARSE, false, e);
+    } else if (ok) {
+        ok = ps_inject_parse(c, s, e, false);
+    }
+    ps_entry_put(e);
+    if (!ok)
+        return ps_fail(c);
+    c->pool->stats.client_parse_count++;
+    sbuf_skip(&c->sbuf, hdr->total);
+    return SBUF_OK;
+}
+
+static enum sbuf_result client_ps_bind(struct pgsock *c, struct pgsock *s, struct pkt_hdr *hdr)
+{
+    struct pkt_reader r;
+    const char *portal, *stmt;
+    reader_init(&r, hdr->data + 5, hdr->avail - 5);
+    if (!reader_get_cstring(&r, &portal) || !reader_get_cstring(&r, &stmt)) {
+        if (!hdr->complete)
+            return SBUF_NEED_MORE;
+        sbuf_forward(&c->sbuf, hdr->total); /* malformed: PostgreSQL will say so */
+        return SBUF_OK;
+    }
+    struct ps_entry *e = stmt[0] ? ps_client_get(c, stmt) : NULL;
+    if (!e) {
+        /* Unnamed, or unknown: PostgreSQL answers with its own error. */
+        sbuf_forward(&c->sbuf, hdr->total);
+        return SBUF_OK;
+    }
+    if (!sbuf_inject_ready(&c->sbuf))
+        return c->sbuf.closed ? SBUF_CLOSED : SBUF_RETRY;
+    if (!ps_server_has(s, e) && !ps_inject_parse(c, s, e, true))
+        return ps_fail(c);
+
+    uint32_t old_prefix = (uint32_t)(r.pos - hdr->data);
+    size_t plen = strlen(portal);
+    uint32_t new_len = hdr->total - 1 - (uint32_t)strlen(stmt) + (uint32_t)strlen(e->name);
+    uint8_t mem[MAX_NAME * 2 + 64];
+    struct pktbuf pb;
+    pktbuf_init(&pb, mem, sizeof(mem));
+    pktbuf_put_u8(&pb, PqMsg_Bind);
+    pktbuf_put_u32(&pb, new_len);
+    pktbuf_put_bytes(&pb, portal, plen + 1);
+    pktbuf_put_string(&pb, e->name);
+    if (pb.failed || !sbuf_inject(&c->sbuf, pb.buf, pb.len))
+        return ps_fail(c);
+    c->pool->stats.bind_count++;
+    if (hdr->collected) {
+        /* The message left the stream: its tail goes in as inserted bytes too. */
+        if (!sbuf_inject(&c->sbuf, hdr->data + old_prefix, hdr->total - old_prefix))
+            return ps_fail(c);
+        sbuf_skip(&c->sbuf, hdr->total);
+    } else {
+        sbuf_skip_forward(&c->sbuf, old_prefix, hdr->total - old_prefix);
+    }
+    return SBUF_OK;
+}
+
+static enum sbuf_result client_ps_describe(struct pgsock *c, struct pgsock *s,
+                                           struct pkt_hdr *hdr)
+{
+    struct pkt_reader r;
+    uint8_t kind;
+    const char *name;
+    if (!hdr->complete)
+        return SBUF_NEED_MORE;
+    reader_init(&r, hdr->data + 5, hdr->len);
+    struct ps_entry *e = NULL;
+    if (reader_get_u8(&r, &kind) && kind == 'S' && reader_get_cstring(&r, &name) && name[0])
+        e = ps_client_get(c, name);
+    if (!e) {
+        sbuf_forward(&c->sbuf, hdr->total);
+        return SBUF_OK;
+    }
+    if (!sbuf_inject_ready(&c->sbuf))
+        return c->sbuf.closed ? SBUF_CLOSED : SBUF_RETRY;
+    if ((!ps_server_has(s, e) && !ps_inject_parse(c, s, e, true)) ||
+        !ps_inject_msg(c, PqMsg_Describe, e->name, 'S', NULL, 0))
+        return ps_fail(c);
+    sbuf_skip(&c->sbuf, hdr->total);
+    return SBUF_OK;
+}
+
+static enum sbuf_result client_ps_close(struct pgsock *c, struct pgsock *s, struct pkt_hdr *hdr)
+{
+    struct pkt_reader r;
+    uint8_t kind;
+    const char *name;
+    if (!hdr->complete)
+        return SBUF_NEED_MORE;
+    reader_init(&r, hdr->data + 5, hdr->len);
+    if (reader_get_u8(&r, &kind) && kind == 'S' && reader_get_cstring(&r, &name) && name[0])
+        ps_client_remove(c, name);
+    if (!ps_queue_push(s, PSQ_CLOSE, false, NULL))
+        return ps_fail(c);
+    sbuf_forward(&c->sbuf, hdr->total);
+    return SBUF_OK;
+}
+
 static enum sbuf_result client_active_pkt(struct pgsock *c, struct pkt_hdr *hdr)
 {
     struct pgsock *s;
@@ -788,6 +997,44 @@ static enum sbuf_result client_active_pkt(struct pgsock *c, struct pkt_hdr *hdr)
         return SBUF_PAUSE; /* SET of tracked parameters still running */
 
     struct pool *p = c->pool;
+    if (ps_active(c)) {
+        enum sbuf_result res = SBUF_OK;
+        bool done = true;
+        switch (hdr->type) {
+        case PqMsg_Parse:
+            res = client_ps_parse(c, s, hdr);
+            break;
+        case PqMsg_Bind:
+            res = client_ps_bind(c, s, hdr);
+            break;
+        case PqMsg_Describe:
+            res = client_ps_describe(c, s, hdr);
+            break;
+        case PqMsg_Close:
+            res = client_ps_close(c, s, hdr);
+            break;
+        case PqMsg_Sync:
+        case PqMsg_Query:
+        case PqMsg_FunctionCall:
+            /* Sync inside COPY IN is ignored by PostgreSQL: no answer to expect. */
+            if ((hdr->type != PqMsg_Sync || !s->copy_in) &&
+                !ps_queue_push(s, hdr->type, false, NULL))
+                return ps_fail(c);
+            done = false;
+            break;
+        default:
+            done = false;
+            break;
+        }
+        if (done) {
+            if (res == SBUF_OK) {
+                s->release_pending = false;
+                c->request_time = loop_now();
+                p->stats.bytes_received += hdr->total;
+            }
+            return res;
+        }
+    }
     switch (hdr->type) {
     case PqMsg_Query:
         s->rfq_expected++;

@@ -20,6 +20,7 @@
 #include "config.h"
 #include "db.h"
 #include "log.h"
+#include "prepare.h"
 #include "loop.h"
 #include "server.h"
 #include "slab.h"
@@ -89,6 +90,7 @@ void pool_free_justfree(void)
         statlist_remove(&G.justfree_clients, item);
         c->state = CL_FREE;
         varcache_clear(&c->vars);
+        ps_socket_free(c);
         slab_free(client_slab, c);
     }
     statlist_foreach_safe(item, tmp, &G.justfree_servers)
@@ -97,6 +99,7 @@ void pool_free_justfree(void)
         statlist_remove(&G.justfree_servers, item);
         s->state = SV_FREE;
         varcache_clear(&s->vars);
+        ps_socket_free(s);
         slab_free(server_slab, s);
     }
 }
@@ -407,6 +410,7 @@ void pool_release_server(struct pgsock *server)
     server->sbuf.dst = NULL;
     server->release_pending = false;
     server->request_time = now;
+    ps_queue_clear(server); /* empty after a complete transaction; never carried over */
 
     double lifetime = p->db->server_lifetime >= 0 ? p->db->server_lifetime
                                                   : G.cfg->server_lifetime;

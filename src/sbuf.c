@@ -9,6 +9,12 @@
  * until the destination drains, so a slow reader makes the kernel apply
  * backpressure to the sender instead of pgmux buffering without bound.
  *
+ * Two detours exist for the few messages pgmux must rewrite (prepared
+ * statements): bytes can be inserted into the forwarded stream at one point
+ * (inj/inj_at: sent with writev between the bytes before and after that
+ * point, so order is kept), and a message larger than the iobuf can be
+ * collected whole into a heap buffer (big) for its owner to look at.
+ *
  * Resuming a paused socket is deferred to the loop's ev_prepare hook, so a
  * callback never re-enters another socket's processing while that socket is
  * still in the middle of its own.
@@ -23,14 +29,21 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+/* Injection buffers above this size are given back once sent. */
+#define SBUF_INJ_KEEP 8192
 
 static struct sbuf *cont_head, *cont_tail;
 
 static void sbuf_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void sbuf_process(struct sbuf *sb);
+
+/*==== Watcher ====*/
 
 /* Point the one watcher at fd/events, touching libev only when it changes. */
 static void sbuf_watch(struct sbuf *sb, int fd, int events)
@@ -51,6 +64,13 @@ static void sbuf_unwatch(struct sbuf *sb)
     if (ev_is_active(&sb->io))
         ev_io_stop(loop_main, &sb->io);
 }
+
+static bool inj_pending(const struct sbuf *sb)
+{
+    return sb->inj_sent < sb->inj_len;
+}
+
+/*==== Public functions ====*/
 
 void sbuf_init(struct sbuf *sb, sbuf_proto_fn proto)
 {
@@ -96,12 +116,21 @@ void sbuf_forward(struct sbuf *sb, uint32_t total)
 {
     sb->pkt_remain = total;
     sb->pkt_skip = 0;
+    sb->pkt_then_forward = 0;
 }
 
 void sbuf_skip(struct sbuf *sb, uint32_t total)
 {
     sb->pkt_remain = total;
     sb->pkt_skip = 1;
+    sb->pkt_then_forward = 0;
+}
+
+void sbuf_skip_forward(struct sbuf *sb, uint32_t skip, uint32_t fwd)
+{
+    sb->pkt_remain = skip;
+    sb->pkt_skip = 1;
+    sb->pkt_then_forward = fwd;
 }
 
 void sbuf_pause(struct sbuf *sb)
@@ -164,12 +193,12 @@ bool sbuf_answer(struct sbuf *sb, const void *data, size_t len)
 
 bool sbuf_is_empty(const struct sbuf *sb)
 {
-    return !sb->buf || sb->buf->recv_pos == sb->buf->done_pos;
+    return (!sb->buf || sb->buf->recv_pos == sb->buf->done_pos) && !inj_pending(sb) && !sb->big;
 }
 
 bool sbuf_nothing_pending(const struct sbuf *sb)
 {
-    return !sb->buf || sb->buf->done_pos == sb->buf->parse_pos;
+    return (!sb->buf || sb->buf->done_pos == sb->buf->parse_pos) && !inj_pending(sb);
 }
 
 static void sbuf_release_buf(struct sbuf *sb)
@@ -190,28 +219,70 @@ void sbuf_close(struct sbuf *sb)
     sb->wait_send = 0;
     sb->connecting = 0;
     sb->pkt_remain = 0;
+    sb->pkt_then_forward = 0;
     sb->dst = NULL;
     sbuf_release_buf(sb);
+    free(sb->inj);
+    sb->inj = NULL;
+    sb->inj_len = sb->inj_sent = sb->inj_cap = sb->inj_at = 0;
+    free(sb->big);
+    sb->big = NULL;
+    sb->big_len = sb->big_have = 0;
     /* A queued continue is dropped when its turn comes (closed is set). */
 }
 
+/*==== Sending ====*/
+
 /*
- * Send [done_pos, parse_pos) to the destination. True when all of it went;
- * false when the send blocked (the watcher now waits for the destination) or
+ * Send what is owed to the destination: [done_pos, parse_pos) with any
+ * inserted bytes at inj_at, in one writev. True when all of it went; false
+ * when the send blocked (the watcher now waits for the destination) or
  * failed (the owner was told and may have closed us).
  */
 static bool sbuf_flush(struct sbuf *sb)
 {
     struct iobuf *io = sb->buf;
-    while (io->done_pos < io->parse_pos) {
+    for (;;) {
+        uint32_t done = io ? io->done_pos : 0;
+        uint32_t parse = io ? io->parse_pos : 0;
+        bool injp = inj_pending(sb);
+        struct iovec iov[3];
+        int n = 0;
+        size_t total = 0;
+
+        if (injp) {
+            if (done < sb->inj_at) {
+                iov[n].iov_base = io->data + done;
+                iov[n++].iov_len = sb->inj_at - done;
+            }
+            iov[n].iov_base = sb->inj + sb->inj_sent;
+            iov[n++].iov_len = sb->inj_len - sb->inj_sent;
+            if (sb->inj_at < parse) {
+                iov[n].iov_base = io->data + sb->inj_at;
+                iov[n++].iov_len = parse - sb->inj_at;
+            }
+        } else if (done < parse) {
+            iov[n].iov_base = io->data + done;
+            iov[n++].iov_len = parse - done;
+        }
+        if (n == 0)
+            break;
+        for (int i = 0; i < n; i++)
+            total += iov[i].iov_len;
+
         if (!sb->dst || sb->dst->closed) {
             /* Nobody to give the bytes to: the owner decided to drop them. */
-            io->done_pos = io->parse_pos;
+            if (io)
+                io->done_pos = io->parse_pos;
+            sb->inj_len = sb->inj_sent = 0;
             break;
         }
-        ssize_t n = send(sb->dst->fd, io->data + io->done_pos, io->parse_pos - io->done_pos,
-                         MSG_NOSIGNAL);
-        if (n < 0) {
+        struct msghdr mh;
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_iov = iov;
+        mh.msg_iovlen = (size_t)n;
+        ssize_t r = sendmsg(sb->dst->fd, &mh, MSG_NOSIGNAL);
+        if (r < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -222,8 +293,30 @@ static bool sbuf_flush(struct sbuf *sb)
             sb->proto(sb, SBUF_EV_SEND_FAILED, NULL);
             return false;
         }
-        io->done_pos += (uint32_t)n;
-        if (io->done_pos < io->parse_pos) {
+        size_t left = (size_t)r;
+        if (injp) {
+            size_t k = done < sb->inj_at ? sb->inj_at - done : 0;
+            if (k > left)
+                k = left;
+            io->done_pos += (uint32_t)k;
+            left -= k;
+            k = sb->inj_len - sb->inj_sent;
+            if (k > left)
+                k = left;
+            sb->inj_sent += (uint32_t)k;
+            left -= k;
+            if (sb->inj_sent == sb->inj_len) {
+                sb->inj_len = sb->inj_sent = 0;
+                if (sb->inj_cap > SBUF_INJ_KEEP) {
+                    free(sb->inj);
+                    sb->inj = NULL;
+                    sb->inj_cap = 0;
+                }
+            }
+        }
+        if (io)
+            io->done_pos += (uint32_t)left;
+        if ((size_t)r < total) {
             sb->wait_send = 1;
             sbuf_watch(sb, sb->dst->fd, EV_WRITE);
             return false;
@@ -236,20 +329,67 @@ static bool sbuf_flush(struct sbuf *sb)
     return true;
 }
 
-/* Fill hdr from the bytes at parse_pos. False when the header is incomplete. */
-static bool sbuf_parse_header(struct sbuf *sb, struct iobuf *io, struct pkt_hdr *hdr)
+bool sbuf_inject_ready(struct sbuf *sb)
 {
-    uint32_t avail = io->recv_pos - io->parse_pos;
-    const uint8_t *p = io->data + io->parse_pos;
-    uint32_t len;
+    uint32_t here = sb->buf ? sb->buf->parse_pos : 0;
+    if (!inj_pending(sb) || sb->inj_at == here)
+        return true;
+    /* An earlier insertion sits at another point: send it on its way first. */
+    return sbuf_flush(sb) && !sb->closed;
+}
 
+bool sbuf_inject(struct sbuf *sb, const void *data, size_t len)
+{
+    uint32_t here = sb->buf ? sb->buf->parse_pos : 0;
+    if (inj_pending(sb) && sb->inj_at != here)
+        return false;
+    if (!inj_pending(sb)) {
+        sb->inj_len = sb->inj_sent = 0;
+        sb->inj_at = here;
+    }
+    if ((size_t)sb->inj_len + len > UINT32_MAX / 2)
+        return false;
+    if (sb->inj_len + len > sb->inj_cap) {
+        size_t ncap = sb->inj_cap ? sb->inj_cap : 256;
+        while (ncap < sb->inj_len + len)
+            ncap *= 2;
+        uint8_t *n = realloc(sb->inj, ncap);
+        if (!n)
+            return false;
+        sb->inj = n;
+        sb->inj_cap = (uint32_t)ncap;
+    }
+    memcpy(sb->inj + sb->inj_len, data, len);
+    sb->inj_len += (uint32_t)len;
+    return true;
+}
+
+/*==== Parsing ====*/
+
+/* Move unparsed bytes to the front when nothing before them is owed. */
+static void sbuf_compact(struct sbuf *sb)
+{
+    struct iobuf *io = sb->buf;
+    uint32_t shift = io->parse_pos;
+    if (io->done_pos != io->parse_pos || shift == 0)
+        return;
+    iobuf_compact(io);
+    if (inj_pending(sb))
+        sb->inj_at -= shift; /* it sat at parse_pos, which is now 0 */
+}
+
+/* Fill hdr from the bytes at parse_pos. False when the header is incomplete. */
+static bool sbuf_parse_header(struct sbuf *sb, const uint8_t *p, uint32_t avail,
+                              struct pkt_hdr *hdr)
+{
+    uint32_t len;
     if (sb->startup) {
         if (avail < 4)
             return false;
         len = proto_get_u32(p);
         hdr->type = 0;
         hdr->len = len >= 4 ? len - 4 : 0;
-        hdr->total = len >= 4 ? len : 0;
+        hdr->total = (len >= 4 && len < 0x7fffffffU) ? len : 0;
     } else {
         if (avail < 5)
             return false;
@@ -262,8 +402,62 @@ static bool sbuf_parse_header(struct sbuf *sb, struct iobuf *io, struct pkt_hdr 
     hdr->data = p;
     hdr->avail = avail;
     hdr->complete = hdr->total && avail >= hdr->total;
+    hdr->collected = false;
     if (hdr->complete)
         hdr->avail = hdr->total;
+    return true;
+}
+
+/* Start collecting the message at parse_pos, which does not fit the iobuf. */
+static bool sbuf_start_big(struct sbuf *sb, uint32_t total)
+{
+    struct iobuf *io = sb->buf;
+    uint32_t have = io->recv_pos - io->parse_pos;
+    sb->big = malloc(total);
+    if (!sb->big)
+        return false;
+    memcpy(sb->big, io->data + io->parse_pos, have);
+    sb->big_len = total;
+    sb->big_have = have;
+    /* Those bytes now live in big: the iobuf ends where the message began. */
+    io->recv_pos = io->parse_pos;
+    return true;
+}
+
+/* The collected message is complete: hand it to the owner. False = stop processing. */
+static bool sbuf_process_big(struct sbuf *sb)
+{
+    struct pkt_hdr hdr;
+    sbuf_parse_header(sb, sb->big, sb->big_len, &hdr);
+    hdr.collected = true;
+    enum sbuf_result res = sb->proto(sb, SBUF_EV_PKT, &hdr);
+    if (sb->closed || res == SBUF_CLOSED)
+        return false;
+    if (res == SBUF_PAUSE) {
+        sbuf_pause(sb);
+        return false;
+    }
+    if (res == SBUF_RETRY)
+        return false;
+    if (res == SBUF_NEED_MORE) {
+        sb->proto(sb, SBUF_EV_PKT_TOO_BIG, &hdr);
+        return false;
+    }
+    /* Forwarding a message that left the iobuf means inserting it. */
+    if (!sb->pkt_skip && sb->pkt_remain == sb->big_len) {
+        if (!sbuf_inject_ready(sb))
+            return false;
+        if (!sbuf_inject(sb, sb->big, sb->big_len)) {
+            sb->proto(sb, SBUF_EV_PKT_TOO_BIG, &hdr);
+            return false;
+        }
+    }
+    sb->pkt_remain = 0;
+    sb->pkt_skip = 0;
+    sb->pkt_then_forward = 0;
+    free(sb->big);
+    sb->big = NULL;
+    sb->big_len = sb->big_have = 0;
     return true;
 }
 
@@ -272,13 +466,21 @@ static void sbuf_process(struct sbuf *sb)
     struct iobuf *io = sb->buf;
     bool need_more = false;
 
+    if (sb->big) {
+        if (sb->big_have < sb->big_len || !sbuf_process_big(sb))
+            goto flush;
+        io = sb->buf;
+    }
+
     while (io && io->parse_pos < io->recv_pos && !sb->paused) {
         uint32_t avail = io->recv_pos - io->parse_pos;
         if (sb->pkt_remain > 0) {
             uint32_t take = avail < sb->pkt_remain ? avail : sb->pkt_remain;
             if (sb->pkt_skip) {
                 /* Bytes before the skipped ones must reach the peer first. */
-                if (io->done_pos < io->parse_pos && !sbuf_flush(sb))
+                if (!sbuf_nothing_pending(sb) && !sbuf_flush(sb))
+                    return;
+                if (sb->closed)
                     return;
                 io->parse_pos += take;
                 io->done_pos = io->parse_pos;
@@ -286,11 +488,16 @@ static void sbuf_process(struct sbuf *sb)
                 io->parse_pos += take;
             }
             sb->pkt_remain -= take;
+            if (sb->pkt_remain == 0 && sb->pkt_then_forward) {
+                sb->pkt_remain = sb->pkt_then_forward;
+                sb->pkt_skip = 0;
+                sb->pkt_then_forward = 0;
+            }
             continue;
         }
 
         struct pkt_hdr hdr;
-        if (!sbuf_parse_header(sb, io, &hdr)) {
+        if (!sbuf_parse_header(sb, io->data + io->parse_pos, avail, &hdr)) {
             need_more = true;
             break;
         }
@@ -298,9 +505,16 @@ static void sbuf_process(struct sbuf *sb)
         if (sb->closed || res == SBUF_CLOSED)
             return;
         if (res == SBUF_NEED_MORE) {
-            if (hdr.total == 0 || hdr.total > io->cap) {
+            if (hdr.total == 0) {
                 sb->proto(sb, SBUF_EV_PKT_TOO_BIG, &hdr);
                 return;
+            }
+            if (hdr.total > io->cap) {
+                if (!sbuf_start_big(sb, hdr.total)) {
+                    sb->proto(sb, SBUF_EV_PKT_TOO_BIG, &hdr);
+                    return;
+                }
+                break;
             }
             need_more = true;
             break;
@@ -309,25 +523,30 @@ static void sbuf_process(struct sbuf *sb)
             sbuf_pause(sb);
             break;
         }
-        /* The owner may have swapped the buffer out (it never does today). */
+        if (res == SBUF_RETRY)
+            return; /* a flush is waiting for the destination; we come back here */
         io = sb->buf;
     }
 
-    if (!io)
-        return;
-    if (io->done_pos < io->parse_pos && !sbuf_flush(sb))
+flush:
+    if (!sbuf_nothing_pending(sb) && !sbuf_flush(sb))
         return;
     if (sb->closed)
         return;
-    if (io->done_pos == io->recv_pos) {
+    io = sb->buf;
+    if (!io)
+        return;
+    if (io->done_pos == io->recv_pos && !sb->big) {
         /* Everything passed on: give the buffer back, an idle socket holds none. */
         sbuf_release_buf(sb);
         sb->proto(sb, SBUF_EV_FLUSH, NULL);
         return;
     }
     if (need_more || io->recv_pos == io->cap)
-        iobuf_compact(io);
+        sbuf_compact(sb);
 }
+
+/*==== Events ====*/
 
 static void sbuf_on_connect(struct sbuf *sb)
 {
@@ -348,6 +567,9 @@ static void sbuf_on_connect(struct sbuf *sb)
 
 static void sbuf_on_read(struct sbuf *sb)
 {
+    uint8_t *dst;
+    size_t room;
+
     if (!sb->buf) {
         sb->buf = iobuf_get();
         if (!sb->buf) {
@@ -358,20 +580,29 @@ static void sbuf_on_read(struct sbuf *sb)
         }
     }
     struct iobuf *io = sb->buf;
-    if (io->recv_pos == io->cap)
-        iobuf_compact(io);
-    if (io->recv_pos == io->cap) {
-        /* Full and nothing can be moved: a message that must be whole is too big. */
-        sb->proto(sb, SBUF_EV_PKT_TOO_BIG, NULL);
-        return;
+    if (sb->big) {
+        /* Collecting a large message: read exactly its remaining bytes. */
+        dst = sb->big + sb->big_have;
+        room = sb->big_len - sb->big_have;
+    } else {
+        if (io->recv_pos == io->cap)
+            sbuf_compact(sb);
+        if (io->recv_pos == io->cap) {
+            /* Full and nothing can move: a message its owner wants whole
+             * cannot be assembled. */
+            sb->proto(sb, SBUF_EV_PKT_TOO_BIG, NULL);
+            return;
+        }
+        dst = io->data + io->recv_pos;
+        room = io->cap - io->recv_pos;
     }
     ssize_t n;
     do {
-        n = recv(sb->fd, io->data + io->recv_pos, io->cap - io->recv_pos, 0);
+        n = recv(sb->fd, dst, room, 0);
     } while (n < 0 && errno == EINTR);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (io->recv_pos == io->done_pos)
+            if (sbuf_is_empty(sb))
                 sbuf_release_buf(sb);
             return;
         }
@@ -380,7 +611,10 @@ static void sbuf_on_read(struct sbuf *sb)
         sb->proto(sb, SBUF_EV_RECV_FAILED, NULL);
         return;
     }
-    io->recv_pos += (uint32_t)n;
+    if (sb->big)
+        sb->big_have += (uint32_t)n;
+    else
+        io->recv_pos += (uint32_t)n;
     sbuf_process(sb);
 }
 

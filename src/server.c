@@ -25,12 +25,14 @@
 #include "loop.h"
 #include "pktbuf.h"
 #include "pool.h"
+#include "prepare.h"
 #include "proto.h"
 #include "scram.h"
 #include "stats.h"
 #include "varcache.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -263,9 +265,16 @@ static bool server_handle_auth(struct pgsock *s, struct pkt_reader *r)
                                 true);
             return false;
         }
-        if (secret_kind(password) != SECRET_PLAIN) {
-            snprintf(msg, sizeof(msg), "cannot do SCRAM authentication: auth_file has no "
-                                       "plain-text password for user \"%s\"", user);
+        if (secret_kind(password) == SECRET_MD5) {
+            snprintf(msg, sizeof(msg), "cannot do SCRAM authentication: auth_file holds an md5 "
+                                       "hash for user \"%s\"", user);
+            server_login_failed(s, "28P01", msg, true);
+            return false;
+        }
+        if (secret_kind(password) == SECRET_SCRAM && !s->pool->user->has_scram_keys) {
+            snprintf(msg, sizeof(msg), "cannot do SCRAM authentication: password is SCRAM "
+                                       "secret but client authentication did not provide "
+                                       "SCRAM keys");
             server_login_failed(s, "28P01", msg, true);
             return false;
         }
@@ -292,8 +301,19 @@ static bool server_handle_auth(struct pgsock *s, struct pkt_reader *r)
         size_t olen;
         if (!sl->scram_started)
             goto bad;
-        if (!scram_client_final(&sl->scram, password, NULL, r->pos, reader_left(r), out,
-                                sizeof(out), &olen, &errmsg)) {
+        struct scram_keys keys, *kp = NULL;
+        const char *pw = password;
+        if (secret_kind(password) == SECRET_SCRAM) {
+            /* Pass-through: sign with the keys the client's own proof gave us. */
+            memcpy(keys.client_key, s->pool->user->scram_client_key, sizeof(keys.client_key));
+            memcpy(keys.server_key, s->pool->user->scram_server_key, sizeof(keys.server_key));
+            kp = &keys;
+            pw = NULL;
+        }
+        bool ok = scram_client_final(&sl->scram, pw, kp, r->pos, reader_left(r), out, sizeof(out),
+                                     &olen, &errmsg);
+        OPENSSL_cleanse(&keys, sizeof(keys));
+        if (!ok) {
             snprintf(msg, sizeof(msg), "SCRAM exchange with server failed: %s",
                      errmsg ? errmsg : "malformed message");
             server_login_failed(s, "28000", msg, true);
@@ -552,6 +572,8 @@ static enum sbuf_result server_internal_pkt(struct pgsock *s, struct pkt_hdr *hd
             }
             return SBUF_OK;
         }
+        if (kind == SV_INT_RESET)
+            ps_server_clear(s); /* the reset query may have been DISCARD ALL */
         pool_server_ready(s);
         if (kind == SV_INT_CONNECT)
             G.launch_needed = true;
@@ -566,10 +588,82 @@ static enum sbuf_result server_internal_pkt(struct pgsock *s, struct pkt_hdr *hd
 
 /*==== Linked to a client ====*/
 
+/*
+ * Prepared statements: answers to Parse and Close that pgmux slipped in are
+ * dropped; the server's request queue says which ones those are. An error
+ * makes PostgreSQL skip to the next Sync, so the Parse/Close entries before
+ * it will never be answered; a failed Parse also means the statement is not
+ * on this server after all.
+ */
+static enum sbuf_result server_ps_pkt(struct pgsock *s, struct pkt_hdr *hdr, bool *handled)
+{
+    bool skip = false;
+    struct ps_entry *e = NULL;
+    *handled = false;
+    switch (hdr->type) {
+    case PqMsg_ParseComplete:
+        if (ps_queue_pop(s, PSQ_PARSE, &skip, &e))
+            ps_entry_put(e);
+        break;
+    case PqMsg_CloseComplete:
+        ps_queue_pop(s, PSQ_CLOSE, &skip, NULL);
+        break;
+    case PqMsg_ErrorResponse:
+        for (;;) {
+            uint8_t front = ps_queue_front(s);
+            if (front != PSQ_PARSE && front != PSQ_CLOSE)
+                break;
+            ps_queue_pop(s, front, &skip, &e);
+            if (e) {
+                ps_server_remove(s, e);
+                ps_entry_put(e);
+                e = NULL;
+            }
+        }
+        skip = false;
+        break;
+    case PqMsg_ReadyForQuery: {
+        uint8_t front = ps_queue_front(s);
+        if (front == PSQ_SYNC || front == PSQ_QUERY || front == PSQ_FUNC)
+            ps_queue_pop(s, front, &skip, NULL);
+        skip = false;
+        break;
+    }
+    case PqMsg_CommandComplete: {
+        if (!hdr->complete)
+            return SBUF_NEED_MORE;
+        /* DISCARD ALL and DEALLOCATE ALL drop every statement on the server,
+         * and the client expects its own names gone too. */
+        const char *tag = (const char *)hdr->data + 5;
+        if (hdr->len >= 12 && memchr(tag, 0, hdr->len) &&
+            (strcmp(tag, "DISCARD ALL") == 0 || strcmp(tag, "DEALLOCATE ALL") == 0)) {
+            ps_server_clear(s);
+            if (s->link)
+                ps_client_clear(s->link);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    if (skip) {
+        *handled = true;
+        sbuf_skip(&s->sbuf, hdr->total);
+    }
+    return SBUF_OK;
+}
+
 static enum sbuf_result server_active_pkt(struct pgsock *s, struct pkt_hdr *hdr)
 {
     struct pgsock *c = s->link;
     struct pool *p = s->pool;
+
+    if (s->ps) {
+        bool handled;
+        enum sbuf_result res = server_ps_pkt(s, hdr, &handled);
+        if (res != SBUF_OK || handled)
+            return res;
+    }
 
     switch (hdr->type) {
     case PqMsg_ReadyForQuery: {
@@ -607,6 +701,7 @@ static enum sbuf_result server_active_pkt(struct pgsock *s, struct pkt_hdr *hdr)
         /* Syncs the client pipelined behind the COPY's Execute are ignored by
          * PostgreSQL while it is in copy-in mode: they owe no ReadyForQuery. */
         if (c->syncs_since_exec > 0) {
+            ps_queue_drop_tail(s, PSQ_SYNC, c->syncs_since_exec);
             s->rfq_expected -= c->syncs_since_exec;
             if (s->rfq_expected < 0)
                 s->rfq_expected = 0;

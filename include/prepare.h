@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * prepare: protocol-level named prepared statements in transaction and
+ * statement mode. A client's statement names map to shared entries keyed by
+ * query text and parameter types; each entry has one server-side name
+ * (PGMUX_<id>). Every server keeps an LRU of the entries it has prepared,
+ * bounded by max_prepared_statements, and a queue of the Parse/Close/Sync/
+ * Query/FunctionCall messages in flight, so the ParseComplete and
+ * CloseComplete answers to messages pgmux injected are dropped in order.
+ */
+#ifndef PGMUX_PREPARE_H
+#define PGMUX_PREPARE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct pgsock;
+
+struct ps_entry {
+    struct ps_entry *hnext;
+    uint64_t id;
+    uint32_t hash;
+    uint32_t refcnt;
+    char name[24];     /* server-side name */
+    uint32_t body_len; /* query\0 int16 n, n x int32 type oids */
+    uint8_t body[];
+};
+
+/* Entry for a Parse body (after the name). Takes a reference; NULL = OOM. */
+struct ps_entry *ps_entry_get(const uint8_t *body, uint32_t len);
+void ps_entry_put(struct ps_entry *e);
+
+/* Client map: its statement names. */
+bool ps_client_set(struct pgsock *c, const char *name, struct ps_entry *e);
+struct ps_entry *ps_client_get(const struct pgsock *c, const char *name);
+void ps_client_remove(struct pgsock *c, const char *name);
+void ps_client_clear(struct pgsock *c);
+int ps_client_count(const struct pgsock *c);
+
+/* Server cache: which entries are prepared on it (LRU). */
+bool ps_server_has(struct pgsock *s, struct ps_entry *e); /* and marks it recently used */
+bool ps_server_add(struct pgsock *s, struct ps_entry *e);
+void ps_server_remove(struct pgsock *s, struct ps_entry *e);
+/* The least recently used entry when the cache is at max, else NULL. */
+struct ps_entry *ps_server_victim(struct pgsock *s, int max);
+void ps_server_clear(struct pgsock *s);
+int ps_server_count(const struct pgsock *s);
+
+/* Outstanding requests on a server, in the order they were sent. */
+enum ps_q_type {
+    PSQ_PARSE = 'P',
+    PSQ_CLOSE = 'C',
+    PSQ_SYNC = 'S',
+    PSQ_QUERY = 'Q',
+    PSQ_FUNC = 'F',
+};
+bool ps_queue_push(struct pgsock *s, uint8_t type, bool skip, struct ps_entry *e);
+/* Pop the front if it has this type; *skip tells whether its answer is ours. */
+bool ps_queue_pop(struct pgsock *s, uint8_t type, bool *skip, struct ps_entry **e);
+uint8_t ps_queue_front(const struct pgsock *s); /* 0 when empty */
+bool ps_queue_empty(const struct pgsock *s);
+void ps_queue_clear(struct pgsock *s);
+/* Remove up to n items of this type from the tail (Syncs PostgreSQL ignored during COPY IN). */
+void ps_queue_drop_tail(struct pgsock *s, uint8_t type, int n);
+
+/* Everything a socket holds (client map, or server cache and queue). */
+void ps_socket_free(struct pgsock *sock);
+
+#endif
