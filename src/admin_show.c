@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * admin_show: result sets and the SHOW commands of the admin console.
+ * admin_show: the SHOW commands of the admin console (but STATS and TOTALS:
+ * admin_stats.c).
  *
  * Every SHOW prints exactly PgBouncer's columns, in PgBouncer's order and
  * with PgBouncer's types (PGBOUNCER.md §2.2), because exporters and scripts
@@ -8,14 +9,9 @@
  * user name, as PgBouncer keeps its lists sorted. The console's own database
  * and pool ("pgbouncer") are listed like any other.
  *
- * SHOW STATS averages follow PgBouncer: every stats_period the per-database
- * counters are shifted into "newer" and "older" snapshots, and an average is
- * (now - older) / (time since the older snapshot), so it covers between one
- * and two periods.
- *
  * Nothing here is on the data path: building a result allocates freely.
  */
-#include "admin_show.h"
+#include "admin_internal.h"
 
 #include "admin.h"
 #include "config.h"
@@ -36,279 +32,6 @@
 #include <sys/un.h>
 #include <time.h>
 
-/* PostgreSQL type OIDs (pg_type.dat). */
-#define OID_BYTEA 17
-#define OID_INT8 20
-#define OID_INT4 23
-#define OID_TEXT 25
-#define OID_NUMERIC 1700
-
-/*==== Growable message buffer ====*/
-
-void abuf_free(struct admin_buf *b)
-{
-    free(b->data);
-    memset(b, 0, sizeof(*b));
-}
-
-static bool abuf_room(struct admin_buf *b, size_t n)
-{
-    if (b->failed)
-        return false;
-    if (b->cap - b->len >= n)
-        return true;
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap - b->len < n) {
-        if (cap > SIZE_MAX / 2) {
-            b->failed = true;
-            return false;
-        }
-        cap *= 2;
-    }
-    uint8_t *p = realloc(b->data, cap);
-    if (!p) {
-        b->failed = true;
-        return false;
-    }
-    b->data = p;
-    b->cap = cap;
-    return true;
-}
-
-void abuf_put_bytes(struct admin_buf *b, const void *p, size_t n)
-{
-    if (n && abuf_room(b, n)) {
-        memcpy(b->data + b->len, p, n);
-        b->len += n;
-    }
-}
-
-void abuf_put_u8(struct admin_buf *b, uint8_t v)
-{
-    abuf_put_bytes(b, &v, 1);
-}
-
-void abuf_put_u16(struct admin_buf *b, uint16_t v)
-{
-    uint8_t p[2] = {(uint8_t)(v >> 8), (uint8_t)v};
-    abuf_put_bytes(b, p, 2);
-}
-
-void abuf_put_u32(struct admin_buf *b, uint32_t v)
-{
-    uint8_t p[4];
-    proto_put_u32(p, v);
-    abuf_put_bytes(b, p, 4);
-}
-
-void abuf_put_str(struct admin_buf *b, const char *s)
-{
-    abuf_put_bytes(b, s, strlen(s) + 1);
-}
-
-void abuf_start(struct admin_buf *b, uint8_t type)
-{
-    abuf_put_u8(b, type);
-    b->msg_start = b->len;
-    abuf_put_u32(b, 0);
-}
-
-void abuf_finish(struct admin_buf *b)
-{
-    if (b->failed)
-        return;
-    proto_put_u32(b->data + b->msg_start, (uint32_t)(b->len - b->msg_start));
-}
-
-void abuf_error(struct admin_buf *b, const char *sqlstate, const char *msg)
-{
-    abuf_start(b, PqMsg_ErrorResponse);
-    abuf_put_u8(b, 'S');
-    abuf_put_str(b, "ERROR");
-    abuf_put_u8(b, 'V');
-    abuf_put_str(b, "ERROR");
-    abuf_put_u8(b, 'C');
-    abuf_put_str(b, sqlstate);
-    abuf_put_u8(b, 'M');
-    abuf_put_str(b, msg);
-    abuf_put_u8(b, 0);
-    abuf_finish(b);
-}
-
-void abuf_notice(struct admin_buf *b, const char *msg, const char *detail)
-{
-    abuf_start(b, PqMsg_NoticeResponse);
-    abuf_put_u8(b, 'S');
-    abuf_put_str(b, "NOTICE");
-    abuf_put_u8(b, 'V');
-    abuf_put_str(b, "NOTICE");
-    abuf_put_u8(b, 'C');
-    abuf_put_str(b, "00000");
-    abuf_put_u8(b, 'M');
-    abuf_put_str(b, msg);
-    if (detail) {
-        abuf_put_u8(b, 'D');
-        abuf_put_str(b, detail);
-    }
-    abuf_put_u8(b, 0);
-    abuf_finish(b);
-}
-
-void abuf_param(struct admin_buf *b, const char *key, const char *val)
-{
-    abuf_start(b, PqMsg_ParameterStatus);
-    abuf_put_str(b, key);
-    abuf_put_str(b, val);
-    abuf_finish(b);
-}
-
-void abuf_complete(struct admin_buf *b, const char *tag)
-{
-    abuf_start(b, PqMsg_CommandComplete);
-    abuf_put_str(b, tag);
-    abuf_finish(b);
-}
-
-void abuf_ready(struct admin_buf *b)
-{
-    /* The console has no transactions: always idle. */
-    abuf_start(b, PqMsg_ReadyForQuery);
-    abuf_put_u8(b, 'I');
-    abuf_finish(b);
-}
-
-void abuf_simple(struct admin_buf *b, uint8_t type)
-{
-    abuf_start(b, type);
-    abuf_finish(b);
-}
-
-/*==== Result sets ====*/
-
-bool rs_begin(struct admin_ctx *x, const char *types, ...)
-{
-    va_list ap;
-    size_t n = strlen(types);
-
-    x->has_rows = true;
-    if (x->want_rowdesc) {
-        struct admin_buf *b = x->out;
-        abuf_start(b, PqMsg_RowDescription);
-        abuf_put_u16(b, (uint16_t)n);
-        va_start(ap, types);
-        for (size_t i = 0; i < n; i++) {
-            uint32_t oid = OID_TEXT;
-            int16_t len = -1;
-            switch (types[i]) {
-            case 'i':
-                oid = OID_INT4;
-                len = 4;
-                break;
-            case 'q':
-                oid = OID_INT8;
-                len = 8;
-                break;
-            case 'N':
-                oid = OID_NUMERIC;
-                break;
-            case 'b':
-                oid = OID_BYTEA;
-                break;
-            default: /* 's', 'T' */
-                break;
-            }
-            abuf_put_str(b, va_arg(ap, const char *));
-            abuf_put_u32(b, 0); /* table oid */
-            abuf_put_u16(b, 0); /* column number */
-            abuf_put_u32(b, oid);
-            abuf_put_u16(b, (uint16_t)len);
-            abuf_put_u32(b, 0xffffffffu); /* typmod -1 */
-            abuf_put_u16(b, 0);           /* text format */
-        }
-        va_end(ap);
-        abuf_finish(b);
-    }
-    return !x->describe;
-}
-
-static void rs_put_text(struct admin_buf *b, const char *s)
-{
-    if (!s) {
-        abuf_put_u32(b, 0xffffffffu);
-        return;
-    }
-    size_t n = strlen(s);
-    abuf_put_u32(b, (uint32_t)n);
-    abuf_put_bytes(b, s, n);
-}
-
-/* Local time as PgBouncer prints it: "2026-11-23 12:46:01 UTC". */
-static void format_time(double t, char *buf, size_t len)
-{
-    time_t s = (time_t)t;
-    struct tm tm;
-    if (!localtime_r(&s, &tm) || strftime(buf, len, "%Y-%m-%d %H:%M:%S %Z", &tm) == 0)
-        snprintf(buf, len, "%lld", (long long)s);
-}
-
-void rs_row(struct admin_ctx *x, const char *types, ...)
-{
-    struct admin_buf *b = x->out;
-    va_list ap;
-    size_t n = strlen(types);
-    char tmp[64];
-
-    abuf_start(b, PqMsg_DataRow);
-    abuf_put_u16(b, (uint16_t)n);
-    va_start(ap, types);
-    for (size_t i = 0; i < n; i++) {
-        switch (types[i]) {
-        case 'i':
-            snprintf(tmp, sizeof(tmp), "%d", va_arg(ap, int));
-            rs_put_text(b, tmp);
-            break;
-        case 'q':
-        case 'N':
-            snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)va_arg(ap, uint64_t));
-            rs_put_text(b, tmp);
-            break;
-        case 'T': {
-            double t = va_arg(ap, double);
-            if (t > 0) {
-                format_time(t, tmp, sizeof(tmp));
-                rs_put_text(b, tmp);
-            } else {
-                rs_put_text(b, NULL);
-            }
-            break;
-        }
-        default: /* 's', 'b' */
-            rs_put_text(b, va_arg(ap, const char *));
-            break;
-        }
-    }
-    va_end(ap);
-    abuf_finish(b);
-}
-
-void rs_done(struct admin_ctx *x, const char *tag)
-{
-    if (!x->describe)
-        abuf_complete(x->out, tag);
-}
-
-void admin_ctx_error(struct admin_ctx *x, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    slog_info(x->c, "admin console: %s", msg);
-    abuf_error(x->out, "08P01", msg);
-    x->error = true;
-}
-
 /*==== Sorted views of the registries ====*/
 
 static bool db_listed(const struct database *db)
@@ -323,8 +46,7 @@ static int cmp_db(const void *a, const void *b)
     return strcmp(da->name, db->name);
 }
 
-/* Databases to list, sorted by name, the console's own included. Caller frees. */
-static struct database **sorted_dbs(size_t *n)
+struct database **admin_sorted_dbs(size_t *n)
 {
     size_t count = 1, i = 0;
     struct list *item;
@@ -390,7 +112,7 @@ static int cmp_user(const void *a, const void *b)
     return strcmp(ua->name, ub->name);
 }
 
-static bool oom(struct admin_ctx *x, const void *p)
+bool admin_oom(struct admin_ctx *x, const void *p)
 {
     if (p)
         return false;
@@ -502,8 +224,8 @@ static void show_databases(struct admin_ctx *x)
                   "max_client_connections", "current_client_connections", "paused", "disabled"))
         return;
     size_t n;
-    struct database **dbs = sorted_dbs(&n);
-    if (oom(x, dbs))
+    struct database **dbs = admin_sorted_dbs(&n);
+    if (admin_oom(x, dbs))
         return;
     for (size_t i = 0; i < n; i++) {
         struct database *db = dbs[i];
@@ -531,7 +253,7 @@ static void show_pools(struct admin_ctx *x)
         return;
     size_t n;
     struct pool **pools = sorted_pools(&n);
-    if (oom(x, pools))
+    if (admin_oom(x, pools))
         return;
     double now = loop_now();
     for (size_t i = 0; i < n; i++) {
@@ -559,7 +281,7 @@ static void show_users(struct admin_ctx *x)
     for (item = G.users.next; item != &G.users; item = item->next)
         count++;
     struct user **users = calloc(count ? count : 1, sizeof(*users));
-    if (oom(x, users))
+    if (admin_oom(x, users))
         return;
     for (item = G.users.next; item != &G.users; item = item->next)
         users[n++] = container_of(item, struct user, head);
@@ -749,7 +471,7 @@ static void show_clients(struct admin_ctx *x)
         return;
     size_t n;
     struct pool **pools = sorted_pools(&n);
-    if (oom(x, pools))
+    if (admin_oom(x, pools))
         return;
     for (size_t i = 0; i < n; i++) {
         socket_list(x, &pools[i]->active_clients, "active", false, false);
@@ -766,7 +488,7 @@ static void show_servers(struct admin_ctx *x)
         return;
     size_t n;
     struct pool **pools = sorted_pools(&n);
-    if (oom(x, pools))
+    if (admin_oom(x, pools))
         return;
     for (size_t i = 0; i < n; i++) {
         struct pool *p = pools[i];
@@ -787,7 +509,7 @@ static void show_sockets_common(struct admin_ctx *x, bool only_busy)
         return;
     size_t n;
     struct pool **pools = sorted_pools(&n);
-    if (oom(x, pools))
+    if (admin_oom(x, pools))
         return;
     for (size_t i = 0; i < n; i++) {
         struct pool *p = pools[i];
@@ -982,8 +704,8 @@ static void show_dns_hosts(struct admin_ctx *x)
     if (!rs_begin(x, "sqs", "hostname", "ttl", "addrs"))
         return;
     size_t n;
-    struct database **dbs = sorted_dbs(&n);
-    if (oom(x, dbs))
+    struct database **dbs = admin_sorted_dbs(&n);
+    if (admin_oom(x, dbs))
         return;
     double now = loop_now();
     for (size_t i = 0; i < n; i++) {
@@ -1021,276 +743,13 @@ static void show_config(struct admin_ctx *x)
     size_t n;
     const struct config_key *keys = config_keys(&n);
     char *val = malloc(8192);
-    if (oom(x, val))
+    if (admin_oom(x, val))
         return;
     for (size_t i = 0; i < n; i++) {
         config_format(G.cfg, &keys[i], val, 8192);
         rs_row(x, "ssss", keys[i].name, val, keys[i].def, keys[i].reloadable ? "yes" : "no");
     }
     free(val);
-    rs_done(x, "SHOW");
-}
-
-/*==== SHOW STATS, STATS_TOTALS, STATS_AVERAGES, TOTALS ====*/
-
-struct counters {
-    uint64_t assign, xact, query, recv, sent, xact_us, query_us, wait_us;
-    uint64_t client_parse, server_parse, bind, logins;
-};
-
-struct stat_snap {
-    struct stat_snap *next;
-    char name[MAX_NAME];
-    struct counters older, newer;
-};
-
-static struct stat_snap *snaps;
-static double old_stamp, new_stamp;
-static bool stats_started;
-
-static void counters_add_pool(struct counters *t, const struct pool *p)
-{
-    const struct pool_stats *s = &p->stats;
-    t->assign += s->server_assignment_count;
-    t->xact += s->xact_count;
-    t->query += s->query_count;
-    t->recv += s->bytes_received;
-    t->sent += s->bytes_sent;
-    t->xact_us += s->xact_time_us;
-    t->query_us += s->query_time_us;
-    t->wait_us += s->wait_time_us;
-    t->logins += s->client_login_count;
-    /* Protocol-level prepared statements are not tracked yet: parse/bind stay 0. */
-}
-
-static void counters_add(struct counters *t, const struct counters *s)
-{
-    t->assign += s->assign;
-    t->xact += s->xact;
-    t->query += s->query;
-    t->recv += s->recv;
-    t->sent += s->sent;
-    t->xact_us += s->xact_us;
-    t->query_us += s->query_us;
-    t->wait_us += s->wait_us;
-    t->client_parse += s->client_parse;
-    t->server_parse += s->server_parse;
-    t->bind += s->bind;
-    t->logins += s->logins;
-}
-
-static void counters_of_db(const struct database *db, struct counters *t)
-{
-    memset(t, 0, sizeof(*t));
-    if (db == admin_database()) {
-        counters_add_pool(t, admin_pool());
-        return;
-    }
-    struct list *item;
-    for (item = G.pools.next; item != &G.pools; item = item->next) {
-        const struct pool *p = container_of(item, struct pool, head);
-        if (p->db == db)
-            counters_add_pool(t, p);
-    }
-}
-
-static struct stat_snap *snap_find(const char *name, bool create)
-{
-    for (struct stat_snap *s = snaps; s; s = s->next)
-        if (strcmp(s->name, name) == 0)
-            return s;
-    if (!create)
-        return NULL;
-    struct stat_snap *s = calloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
-    snprintf(s->name, sizeof(s->name), "%s", name);
-    s->next = snaps;
-    snaps = s;
-    return s;
-}
-
-static void snap_shift(const struct database *db)
-{
-    struct stat_snap *s = snap_find(db->name, true);
-    if (!s)
-        return;
-    s->older = s->newer;
-    counters_of_db(db, &s->newer);
-}
-
-void admin_stats_tick(double now)
-{
-    if (!stats_started) {
-        stats_started = true;
-        new_stamp = now;
-        old_stamp = now - 1;
-        return;
-    }
-    int period = G.cfg->stats_period > 0 ? G.cfg->stats_period : 60;
-    if (now - new_stamp < period)
-        return;
-    old_stamp = new_stamp;
-    new_stamp = now;
-    snap_shift(admin_database());
-    struct list *item;
-    for (item = G.databases.next; item != &G.databases; item = item->next)
-        snap_shift(container_of(item, struct database, head));
-}
-
-static uint64_t delta(uint64_t cur, uint64_t old)
-{
-    return cur > old ? cur - old : 0;
-}
-
-static uint64_t per_sec(uint64_t d, double secs)
-{
-    return secs > 0 ? (uint64_t)((double)d / secs) : 0;
-}
-
-/* PgBouncer's averages: rates per second, and times per query/transaction/assignment. */
-static void counters_avg(struct counters *avg, const struct counters *cur,
-                         const struct counters *old)
-{
-    double dur = loop_now() - old_stamp;
-    memset(avg, 0, sizeof(*avg));
-    if (dur <= 0)
-        return;
-    uint64_t q = delta(cur->query, old->query), t = delta(cur->xact, old->xact);
-    uint64_t a = delta(cur->assign, old->assign);
-    avg->query = per_sec(q, dur);
-    avg->xact = per_sec(t, dur);
-    avg->assign = per_sec(a, dur);
-    avg->recv = per_sec(delta(cur->recv, old->recv), dur);
-    avg->sent = per_sec(delta(cur->sent, old->sent), dur);
-    if (q)
-        avg->query_us = delta(cur->query_us, old->query_us) / q;
-    if (t)
-        avg->xact_us = delta(cur->xact_us, old->xact_us) / t;
-    if (a)
-        avg->wait_us = delta(cur->wait_us, old->wait_us) / a;
-    avg->client_parse = per_sec(delta(cur->client_parse, old->client_parse), dur);
-    avg->server_parse = per_sec(delta(cur->server_parse, old->server_parse), dur);
-    avg->bind = per_sec(delta(cur->bind, old->bind), dur);
-    avg->logins = per_sec(delta(cur->logins, old->logins), dur);
-}
-
-static void db_counters(const struct database *db, struct counters *cur, struct counters *old)
-{
-    counters_of_db(db, cur);
-    struct stat_snap *s = snap_find(db->name, false);
-    if (s)
-        *old = s->older;
-    else
-        memset(old, 0, sizeof(*old));
-}
-
-/* The twelve values in PgBouncer's order. */
-#define COUNTER_ARGS(c)                                                                            \
-    (c).assign, (c).xact, (c).query, (c).recv, (c).sent, (c).xact_us, (c).query_us, (c).wait_us,   \
-        (c).client_parse, (c).server_parse, (c).bind, (c).logins
-
-static void show_stats(struct admin_ctx *x)
-{
-    if (!rs_begin(x, "sNNNNNNNNNNNNNNNNNNNNNNNN", "database", "total_server_assignment_count",
-                  "total_xact_count", "total_query_count", "total_received", "total_sent",
-                  "total_xact_time", "total_query_time", "total_wait_time",
-                  "total_client_parse_count", "total_server_parse_count", "total_bind_count",
-                  "total_client_login_count", "avg_server_assignment_count", "avg_xact_count",
-                  "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time",
-                  "avg_wait_time", "avg_client_parse_count", "avg_server_parse_count",
-                  "avg_bind_count", "avg_client_login_count"))
-        return;
-    size_t n;
-    struct database **dbs = sorted_dbs(&n);
-    if (oom(x, dbs))
-        return;
-    for (size_t i = 0; i < n; i++) {
-        struct counters cur, old, avg;
-        db_counters(dbs[i], &cur, &old);
-        counters_avg(&avg, &cur, &old);
-        rs_row(x, "sNNNNNNNNNNNNNNNNNNNNNNNN", dbs[i]->name, COUNTER_ARGS(cur), COUNTER_ARGS(avg));
-    }
-    free(dbs);
-    rs_done(x, "SHOW");
-}
-
-static void show_stats_totals(struct admin_ctx *x)
-{
-    if (!rs_begin(x, "sNNNNNNNNNNNN", "database", "server_assignment_count", "xact_count",
-                  "query_count", "bytes_received", "bytes_sent", "xact_time", "query_time",
-                  "wait_time", "client_parse_count", "server_parse_count", "bind_count",
-                  "client_login_count"))
-        return;
-    size_t n;
-    struct database **dbs = sorted_dbs(&n);
-    if (oom(x, dbs))
-        return;
-    for (size_t i = 0; i < n; i++) {
-        struct counters cur;
-        counters_of_db(dbs[i], &cur);
-        rs_row(x, "sNNNNNNNNNNNN", dbs[i]->name, COUNTER_ARGS(cur));
-    }
-    free(dbs);
-    rs_done(x, "SHOW");
-}
-
-static void show_stats_averages(struct admin_ctx *x)
-{
-    /* The mix of names with and without avg_ is PgBouncer's. */
-    if (!rs_begin(x, "sNNNNNNNNNNNN", "database", "server_assignment_count", "xact_count",
-                  "query_count", "bytes_received", "bytes_sent", "xact_time", "query_time",
-                  "wait_time", "avg_client_parse_count", "avg_server_parse_count",
-                  "avg_bind_count", "avg_client_login_count"))
-        return;
-    size_t n;
-    struct database **dbs = sorted_dbs(&n);
-    if (oom(x, dbs))
-        return;
-    for (size_t i = 0; i < n; i++) {
-        struct counters cur, old, avg;
-        db_counters(dbs[i], &cur, &old);
-        counters_avg(&avg, &cur, &old);
-        rs_row(x, "sNNNNNNNNNNNN", dbs[i]->name, COUNTER_ARGS(avg));
-    }
-    free(dbs);
-    rs_done(x, "SHOW");
-}
-
-static void show_totals(struct admin_ctx *x)
-{
-    if (!rs_begin(x, "sN", "name", "value"))
-        return;
-    struct counters cur, old, avg, c, o;
-    memset(&cur, 0, sizeof(cur));
-    memset(&old, 0, sizeof(old));
-    size_t n;
-    struct database **dbs = sorted_dbs(&n);
-    if (oom(x, dbs))
-        return;
-    for (size_t i = 0; i < n; i++) {
-        db_counters(dbs[i], &c, &o);
-        counters_add(&cur, &c);
-        counters_add(&old, &o);
-    }
-    free(dbs);
-    counters_avg(&avg, &cur, &old);
-    static const char *const names[] = {
-        "server_assignment_count", "xact_count",         "query_count",
-        "client_bytes",            "server_bytes",       "xact_time",
-        "query_time",              "wait_time",          "ps_client_parse_count",
-        "ps_server_parse_count",   "ps_bind_count",      "client_login_count",
-    };
-    const uint64_t tv[] = {COUNTER_ARGS(cur)}, av[] = {COUNTER_ARGS(avg)};
-    char name[64];
-    for (size_t i = 0; i < 12; i++) {
-        snprintf(name, sizeof(name), "total_%s", names[i]);
-        rs_row(x, "sN", name, tv[i]);
-    }
-    for (size_t i = 0; i < 12; i++) {
-        snprintf(name, sizeof(name), "avg_%s", names[i]);
-        rs_row(x, "sN", name, av[i]);
-    }
     rs_done(x, "SHOW");
 }
 
@@ -1361,10 +820,10 @@ static const struct admin_show_entry show_table[] = {
     {"servers", show_servers, false, false},
     {"sockets", show_sockets, false, false},
     {"state", show_state, false, false},
-    {"stats", show_stats, false, false},
-    {"stats_averages", show_stats_averages, false, false},
-    {"stats_totals", show_stats_totals, false, false},
-    {"totals", show_totals, false, false},
+    {"stats", admin_show_stats, false, false},
+    {"stats_averages", admin_show_stats_averages, false, false},
+    {"stats_totals", admin_show_stats_totals, false, false},
+    {"totals", admin_show_totals, false, false},
     {"users", show_users, false, false},
     {"version", show_version, false, false},
 };
