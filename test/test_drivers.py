@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 import threading
@@ -160,14 +161,16 @@ def run_program(cmd, target, extra_env=None, cwd=None):
 # psycopg 3
 
 
-def test_psycopg_prepare_everything_20_threads(target):
+@pytest.mark.parametrize("threshold", [0, 5], ids=["prepare_threshold=0", "default_threshold"])
+def test_psycopg_prepare_20_threads(target, threshold):
     """prepare_threshold=0: every statement is a named one (_pg3_0, _pg3_1, ... on every
-    connection, the first of them with a text of its own per connection)."""
+    connection, the first of them with a text of its own per connection). psycopg's default
+    (5): the first executions are unnamed, then the statement is prepared."""
     rounds = 40
 
     def client(i):
         pids = set()
-        with target.connect3(prepare_threshold=0) as c:
+        with target.connect3(prepare_threshold=threshold) as c:
             for j in range(rounds):
                 own = c.execute("SELECT %s::int + " + str(i * 100000) + ", pg_backend_pid()",
                                 (j,)).fetchone()
@@ -412,6 +415,28 @@ def test_asyncpg_prepare_describe(target):
                 for k in range(3):
                     row = await st.fetchrow(j, "x%d" % k, 2)
                     assert (row["a"], row["b"], int(row["c"])) == (j, "x%d" % k, 2 * i)
+        finally:
+            await conn.close()
+
+    async def main():
+        await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(10))), THREAD_TIMEOUT)
+
+    asyncio.run(main())
+
+
+def test_asyncpg_cache_eviction_closes(target):
+    """More distinct queries than asyncpg's statement cache holds (100): asyncpg evicts and
+    closes statements (Close messages) while it keeps preparing new ones, on 10 connections."""
+    import asyncpg
+
+    async def client(i):
+        conn = await asyncpg.connect(host=target.host, port=target.port, user=USER,
+                                     password=PASSWORD, database=target.dbname, timeout=20)
+        try:
+            for rep in range(2):
+                for k in range(130):
+                    v = await conn.fetchval("SELECT $1::int + %d + %d" % (k, i * 1000), rep)
+                    assert v == rep + k + i * 1000, (i, rep, k, v)
         finally:
             await conn.close()
 
@@ -752,6 +777,148 @@ def test_many_statements_per_client(pgmux_factory, pg):
                     assert v == rep + k + i * 1000, (i, rep, k, v)
 
     run_threads(5, client)
+
+
+def test_failed_parse_then_same_name(target):
+    """A named Parse that fails (syntax error, unknown table) creates nothing: the name can be
+    prepared right after, and using it before errors with 26000."""
+
+    def client(i):
+        with target.connect3(prepare_threshold=None) as c:
+            pc = c.pgconn
+            for rep in range(5):
+                name = b"drv_bad_%d" % rep
+                code, _ = pq_error(pc.prepare(name, b"SELEC $1::int"))
+                assert code == "42601", code
+                code, _ = pq_error(pc.prepare(name, b"SELECT x FROM drv_no_such_table"))
+                assert code == "42P01", code
+                code, _ = pq_error(pc.exec_prepared(name, [b"1"]))
+                assert code == "26000", code
+                pq_ok(pc.prepare(name, b"SELECT $1::int - %d" % i))
+                for k in range(5):
+                    assert pq_value(pc.exec_prepared(name, [b"%d" % k])) == str(k - i)
+                # preparing an existing name again is PostgreSQL's 42P05
+                code, _ = pq_error(pc.prepare(name, b"SELECT 1"))
+                assert code == "42P05", code
+                assert pq_value(pc.exec_prepared(name, [b"10"])) == str(10 - i)
+
+    run_threads(4, client)
+
+
+def wire(kind, body=b""):
+    return kind + struct.pack("!i", len(body) + 4) + body
+
+
+def w_parse(name, sql):
+    return wire(b"P", name + b"\0" + sql + b"\0" + struct.pack("!h", 0))
+
+
+def w_bind(stmt, params):
+    body = b"\0" + stmt + b"\0" + struct.pack("!hh", 0, len(params))
+    for p in params:
+        body += struct.pack("!i", len(p)) + p
+    return wire(b"B", body + struct.pack("!h", 0))
+
+
+def w_describe(kind, name):
+    return wire(b"D", kind + name + b"\0")
+
+
+def w_execute():
+    return wire(b"E", b"\0" + struct.pack("!i", 0))
+
+
+def w_close(kind, name):
+    return wire(b"C", kind + name + b"\0")
+
+
+W_SYNC, W_FLUSH = wire(b"S"), wire(b"H")
+
+
+def read_msgs(r, count=None):
+    """Messages up to ReadyForQuery (or exactly count messages): list of (type, body)."""
+    out = []
+    while count is None or len(out) < count:
+        t, body = r.read_msg()
+        out.append((t, body))
+        if count is None and t == b"Z":
+            break
+    return out
+
+
+def kinds(msgs):
+    return b"".join(t for t, _ in msgs).decode()
+
+
+def first_value(msgs):
+    for t, body in msgs:
+        if t == b"D":
+            (ln,) = struct.unpack("!i", body[2:6])
+            return body[6:6 + ln].decode()
+    return None
+
+
+def sqlstate(msgs):
+    for t, body in msgs:
+        if t == b"E":
+            for part in body.split(b"\0"):
+                if part[:1] == b"C":
+                    return part[1:].decode()
+    return None
+
+
+def test_wire_close_describe_flush(target):
+    """Raw protocol, 4 clients sharing statement names: Parse/Sync, Bind/Execute/Sync many times,
+    Describe S, Close S (CloseComplete), use after Close (26000), Close of an unknown name (no
+    error, like PostgreSQL), re-Parse with another text in the same batch as its Bind, and
+    Parse/Bind/Describe/Execute/Flush answered before any Sync."""
+    from pgmux_helpers import RawClient
+
+    def client(i):
+        r = RawClient(target.port)
+        try:
+            r.login(user=USER, password=PASSWORD, database=target.dbname)
+            for rep in range(4):
+                s = b"drv_w%d" % rep
+                r.send(w_parse(s, b"SELECT $1::int + %d" % i) + W_SYNC)
+                assert kinds(read_msgs(r)) == "1Z"
+                for j in range(10):
+                    r.send(w_bind(s, [b"%d" % j]) + w_execute() + W_SYNC)
+                    m = read_msgs(r)
+                    assert kinds(m) == "2DCZ" and first_value(m) == str(i + j), (i, rep, j, m)
+                r.send(w_describe(b"S", s) + W_SYNC)
+                m = read_msgs(r)
+                assert kinds(m) == "tTZ", m
+                assert m[0][1] == struct.pack("!hi", 1, 23), m[0]  # one int4 parameter
+                r.send(w_close(b"S", s) + W_SYNC)
+                assert kinds(read_msgs(r)) == "3Z"
+                r.send(w_bind(s, [b"1"]) + w_execute() + W_SYNC)
+                m = read_msgs(r)
+                assert kinds(m) == "EZ" and sqlstate(m) == "26000", m
+                r.send(w_close(b"S", b"drv_never_prepared") + W_SYNC)
+                assert kinds(read_msgs(r)) == "3Z"
+                # the name again, other text, Parse and Bind in one batch
+                r.send(w_parse(s, b"SELECT $1::text || '-%d'" % i) + w_bind(s, [b"x"]) +
+                       w_execute() + W_SYNC)
+                m = read_msgs(r)
+                assert kinds(m) == "12DCZ" and first_value(m) == "x-%d" % i, m
+                # Flush: the answers come before Sync
+                f = b"drv_f%d" % rep
+                r.send(w_parse(f, b"SELECT $1::int * %d AS v" % (i + 1)) + w_bind(f, [b"3"]) +
+                       w_describe(b"P", b"") + w_execute() + W_FLUSH)
+                m = read_msgs(r, 5)
+                assert kinds(m) == "12TDC" and first_value(m) == str(3 * (i + 1)), m
+                r.send(W_SYNC)
+                assert kinds(read_msgs(r)) == "Z"
+                r.send(w_bind(f, [b"4"]) + w_execute() + W_SYNC)
+                m = read_msgs(r)
+                assert kinds(m) == "2DCZ" and first_value(m) == str(4 * (i + 1)), m
+                r.send(w_close(b"S", s) + w_close(b"S", f) + W_SYNC)
+                assert kinds(read_msgs(r)) == "33Z"
+        finally:
+            r.close()
+
+    run_threads(4, client)
 
 
 # ---------------------------------------------------------------------------------------------
