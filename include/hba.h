@@ -25,6 +25,11 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+/* Same definition as pgmux.h, which this pure module does not include. */
+#ifndef MUSTCHECK
+#define MUSTCHECK __attribute__((warn_unused_result))
+#endif
+
 struct hba;
 struct ident;
 
@@ -33,9 +38,9 @@ enum hba_method {
     HBA_TRUST,
     HBA_MD5,
     HBA_PASSWORD,
-    HBA_SCRAM,      /* scram-sha-256 */
-    HBA_CERT,       /* needs a verified client certificate: fail on a non-TLS connection */
-    HBA_PEER,       /* only ever returned for Unix-socket clients */
+    HBA_SCRAM, /* scram-sha-256 */
+    HBA_CERT,  /* needs a verified client certificate: fail on a non-TLS connection */
+    HBA_PEER,  /* only ever returned for Unix-socket clients */
     HBA_METHOD_COUNT
 };
 
@@ -57,7 +62,7 @@ struct hba_client {
  * file that names them. NULL on error (bad line, unreadable file, out of
  * memory) with err = "path:line: reason" for the innermost file at fault.
  */
-struct hba *hba_load(const char *path, char *err, size_t errlen);
+MUSTCHECK struct hba *hba_load(const char *path, char *err, size_t errlen);
 void hba_free(struct hba *h);
 size_t hba_rule_count(const struct hba *h);
 
@@ -93,7 +98,7 @@ const char *hba_method_name(enum hba_method m);
  * Ident maps: "MAPNAME SYSTEM-USER DB-USER" lines, '#' comments, quoted
  * names; DB-USER may be the keyword all. Same error convention as hba_load.
  */
-struct ident *ident_load(const char *path, char *err, size_t errlen);
+MUSTCHECK struct ident *ident_load(const char *path, char *err, size_t errlen);
 void ident_free(struct ident *id);
 
 /*

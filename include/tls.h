@@ -47,6 +47,11 @@
 
 #include "config.h"
 
+/* Same definition as pgmux.h, which this pure module does not include. */
+#ifndef MUSTCHECK
+#define MUSTCHECK __attribute__((warn_unused_result))
+#endif
+
 struct tls_ctx;
 
 /*
@@ -54,10 +59,10 @@ struct tls_ctx;
  * client_tls_sslmode is disable (TLS off, not an error); NULL with a message
  * naming the key and the file when anything is wrong.
  */
-struct tls_ctx *tls_client_side_new(const struct config *cfg, char *err, size_t len);
+MUSTCHECK struct tls_ctx *tls_client_side_new(const struct config *cfg, char *err, size_t len);
 
 /* pgmux as a TLS client towards PostgreSQL. Same NULL convention (server_tls_sslmode). */
-struct tls_ctx *tls_server_side_new(const struct config *cfg, char *err, size_t len);
+MUSTCHECK struct tls_ctx *tls_server_side_new(const struct config *cfg, char *err, size_t len);
 
 /* Drops the context's reference; SSL objects made from it stay valid. NULL is fine. */
 void tls_ctx_free(struct tls_ctx *ctx);
@@ -73,8 +78,8 @@ int tls_ctx_sslmode(const struct tls_ctx *ctx);
  * *slot is freed and replaced (by NULL when the mode is now disable) and
  * true is returned; on failure *slot is untouched and err says why.
  */
-bool tls_reload(struct tls_ctx **slot, const struct config *cfg, bool client_side, char *err,
-                size_t len);
+MUSTCHECK bool tls_reload(struct tls_ctx **slot, const struct config *cfg, bool client_side,
+                          char *err, size_t len);
 
 /*
  * Whether one side's TLS settings (mode, files, protocols, ciphers, curves)
@@ -90,10 +95,10 @@ bool tls_settings_equal(const struct config *a, const struct config *b, bool cli
  * verified. False with libpq's wording ("server certificate for "a" does
  * not match host name "b"") otherwise.
  */
-bool tls_verify_host(SSL *ssl, const char *host, char *err, size_t len);
+MUSTCHECK bool tls_verify_host(SSL *ssl, const char *host, char *err, size_t len);
 
 /* Set SNI before connecting, as libpq does; IP literals and NULL are skipped. */
-bool tls_set_sni(SSL *ssl, const char *host);
+MUSTCHECK bool tls_set_sni(SSL *ssl, const char *host);
 
 /* Whether ALPN "postgresql" was negotiated (direct TLS requires it). */
 bool tls_alpn_is_postgresql(const SSL *ssl);
@@ -103,7 +108,7 @@ bool tls_alpn_is_postgresql(const SSL *ssl);
  * certificate, no CN, a CN with a NUL byte, or one that does not fit:
  * truncating could turn one name into another.
  */
-bool tls_peer_cn(const SSL *ssl, char *buf, size_t len);
+MUSTCHECK bool tls_peer_cn(const SSL *ssl, char *buf, size_t len);
 
 /*
  * The tls column of SHOW CLIENTS / SHOW SERVERS, in PgBouncer's form:

@@ -53,8 +53,8 @@ struct hba_rule {
     enum hba_conn conn;
     struct hba_names db;
     struct hba_names user;
-    bool addr_all; /* address "all": any TCP client */
-    int family;    /* AF_INET or AF_INET6 unless addr_all or local */
+    bool addr_all;    /* address "all": any TCP client */
+    int family;       /* AF_INET or AF_INET6 unless addr_all or local */
     uint8_t addr[16]; /* already masked */
     uint8_t mask[16];
     enum hba_method method;
@@ -79,7 +79,7 @@ struct ident {
 };
 
 static const char *const method_names[HBA_METHOD_COUNT] = {
-    [HBA_REJECT] = "reject", [HBA_TRUST] = "trust", [HBA_MD5] = "md5",
+    [HBA_REJECT] = "reject",     [HBA_TRUST] = "trust",         [HBA_MD5] = "md5",
     [HBA_PASSWORD] = "password", [HBA_SCRAM] = "scram-sha-256", [HBA_CERT] = "cert",
     [HBA_PEER] = "peer",
 };
@@ -278,8 +278,8 @@ static bool is_kw(const struct tok *t, const char *kw)
 typedef bool (*line_fn)(void *arg, const char *line, struct where *w);
 
 /* from: the line naming this file (an @file reference), so an open failure points there. */
-static bool read_lines(const char *path, line_fn fn, void *arg, const struct where *from,
-                       char *err, size_t errlen)
+static bool read_lines(const char *path, line_fn fn, void *arg, const struct where *from, char *err,
+                       size_t errlen)
 {
     struct where w = {path, 0, err, errlen};
     char *line = NULL;
@@ -430,8 +430,9 @@ static bool add_name_token(struct name_ctx *nc, const struct tok *t, struct wher
             return true;
         }
         if (nc->is_db && (strcmp(s, "samerole") == 0 || strcmp(s, "samegroup") == 0))
-            return fail(w, "database keyword \"%s\" is not supported (pgmux has no role "
-                           "membership information)",
+            return fail(w,
+                        "database keyword \"%s\" is not supported (pgmux has no role "
+                        "membership information)",
                         s);
         if (!nc->is_db && s[0] == '+')
             return fail(w, "group names (\"%.100s\") are not supported", s);
@@ -533,8 +534,8 @@ static void prefix_mask(int bits, uint8_t mask[16])
  * The address column, and the netmask column after it when the address has
  * no "/bits". *next is the index of the field after the ones consumed.
  */
-static bool parse_address(struct hba_rule *r, const struct tokline *tl, size_t field,
-                          size_t *next, struct where *w)
+static bool parse_address(struct hba_rule *r, const struct tokline *tl, size_t field, size_t *next,
+                          struct where *w)
 {
     const struct tok *t;
     const char *slash;
@@ -566,8 +567,9 @@ static bool parse_address(struct hba_rule *r, const struct tokline *tl, size_t f
     if (!parse_ip(ip, &r->family, r->addr)) {
         if (slash != NULL)
             return fail(w, "invalid IP address \"%.100s\"", t->s);
-        return fail(w, "host names are not supported in the address field (\"%.100s\"); use an "
-                       "IP address with a CIDR mask",
+        return fail(w,
+                    "host names are not supported in the address field (\"%.100s\"); use an "
+                    "IP address with a CIDR mask",
                     t->s);
     }
 
@@ -888,16 +890,19 @@ void hba_reject_message(const struct hba_client *c, bool explicit_reject, char *
         snprintf(host, sizeof(host), "[local]");
 
     if (explicit_reject && c->replication)
-        snprintf(buf, len, "pg_hba.conf rejects replication connection for host \"%s\", user "
-                           "\"%s\", %s",
+        snprintf(buf, len,
+                 "pg_hba.conf rejects replication connection for host \"%s\", user "
+                 "\"%s\", %s",
                  host, user, enc);
     else if (explicit_reject)
-        snprintf(buf, len, "pg_hba.conf rejects connection for host \"%s\", user \"%s\", database "
-                           "\"%s\", %s",
+        snprintf(buf, len,
+                 "pg_hba.conf rejects connection for host \"%s\", user \"%s\", database "
+                 "\"%s\", %s",
                  host, user, db, enc);
     else if (c->replication)
-        snprintf(buf, len, "no pg_hba.conf entry for replication connection from host \"%s\", "
-                           "user \"%s\", %s",
+        snprintf(buf, len,
+                 "no pg_hba.conf entry for replication connection from host \"%s\", "
+                 "user \"%s\", %s",
                  host, user, enc);
     else
         snprintf(buf, len, "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\", %s",

@@ -41,13 +41,14 @@ struct tls_ctx {
 };
 
 /* ALPN protocol list in wire format: length byte + name (PostgreSQL 17). */
-static const unsigned char alpn_postgresql[] = {10, 'p', 'o', 's', 't', 'g', 'r', 'e', 's', 'q', 'l'};
+static const unsigned char alpn_postgresql[] = {10,  'p', 'o', 's', 't', 'g',
+                                                'r', 'e', 's', 'q', 'l'};
 
-#define PROTO_TLS10 0x1u
-#define PROTO_TLS11 0x2u
-#define PROTO_TLS12 0x4u
-#define PROTO_TLS13 0x8u
-#define PROTO_ALL   (PROTO_TLS10 | PROTO_TLS11 | PROTO_TLS12 | PROTO_TLS13)
+#define PROTO_TLS10  0x1u
+#define PROTO_TLS11  0x2u
+#define PROTO_TLS12  0x4u
+#define PROTO_TLS13  0x8u
+#define PROTO_ALL    (PROTO_TLS10 | PROTO_TLS11 | PROTO_TLS12 | PROTO_TLS13)
 #define PROTO_SECURE (PROTO_TLS12 | PROTO_TLS13)
 
 /* libusual's cipher presets, so a PgBouncer config means the same here. */
@@ -215,8 +216,7 @@ static bool parse_protocols(const char *value, unsigned *out, char *bad, size_t 
  * OpenSSL takes a version range; a list with a hole (tlsv1.0,tlsv1.2) also
  * gets the SSL_OP_NO_* flag for the missing version.
  */
-static bool apply_protocols(SSL_CTX *ctx, const char *key, const char *value, char *err,
-                            size_t len)
+static bool apply_protocols(SSL_CTX *ctx, const char *key, const char *value, char *err, size_t len)
 {
     static const int versions[4] = {TLS1_VERSION, TLS1_1_VERSION, TLS1_2_VERSION, TLS1_3_VERSION};
     static const uint64_t no_flags[4] = {SSL_OP_NO_TLSv1, SSL_OP_NO_TLSv1_1, SSL_OP_NO_TLSv1_2,
@@ -226,8 +226,9 @@ static bool apply_protocols(SSL_CTX *ctx, const char *key, const char *value, ch
     int lo = -1, hi = -1;
 
     if (!parse_protocols(value, &protos, bad, sizeof(bad)))
-        return set_err(err, len, "%s \"%s\": unknown TLS protocol \"%s\" (expected secure, all, "
-                                 "or a list of tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3)",
+        return set_err(err, len,
+                       "%s \"%s\": unknown TLS protocol \"%s\" (expected secure, all, "
+                       "or a list of tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3)",
                        key, value, bad);
     for (int i = 0; i < 4; i++) {
         if (protos & (1u << i)) {
@@ -378,8 +379,8 @@ static bool key_file_encrypted(const char *path)
 }
 
 /* key+cert into ctx, checked against each other. keyname/certname are the ini keys. */
-static bool load_keypair(SSL_CTX *ctx, const char *keyname, const char *key,
-                         const char *certname, const char *cert, char *err, size_t len)
+static bool load_keypair(SSL_CTX *ctx, const char *keyname, const char *key, const char *certname,
+                         const char *cert, char *err, size_t len)
 {
     EVP_PKEY *pkey;
     BIO *bio;
@@ -395,8 +396,9 @@ static bool load_keypair(SSL_CTX *ctx, const char *keyname, const char *key,
     BIO_free(bio);
     if (pkey == NULL) {
         if (key_file_encrypted(key))
-            return set_err(err, len, "%s \"%s\": the private key is encrypted; pgmux cannot ask "
-                                     "for a passphrase, store it decrypted",
+            return set_err(err, len,
+                           "%s \"%s\": the private key is encrypted; pgmux cannot ask "
+                           "for a passphrase, store it decrypted",
                            keyname, key);
         return set_ssl_err(err, len, "%s \"%s\": could not load private key", keyname, key);
     }
@@ -457,8 +459,8 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 {
     unsigned char *sel;
 
-    if (SSL_select_next_proto(&sel, outlen, alpn_postgresql, sizeof(alpn_postgresql), in,
-                              inlen) != OPENSSL_NPN_NEGOTIATED)
+    if (SSL_select_next_proto(&sel, outlen, alpn_postgresql, sizeof(alpn_postgresql), in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
@@ -493,13 +495,15 @@ struct tls_ctx *tls_client_side_new(const struct config *cfg, char *err, size_t 
         err[0] = '\0';
     if (cfg->client_tls_sslmode == SSLMODE_DISABLE)
         return NULL;
-    if (cfg->client_tls_sslmode < SSLMODE_DISABLE || cfg->client_tls_sslmode > SSLMODE_VERIFY_FULL) {
+    if (cfg->client_tls_sslmode < SSLMODE_DISABLE ||
+        cfg->client_tls_sslmode > SSLMODE_VERIFY_FULL) {
         set_err(err, len, "client_tls_sslmode: invalid value %d", cfg->client_tls_sslmode);
         return NULL;
     }
     if (cfg->client_tls_key_file[0] == '\0' || cfg->client_tls_cert_file[0] == '\0') {
-        set_err(err, len, "client_tls_sslmode=%s needs client_tls_key_file and "
-                          "client_tls_cert_file",
+        set_err(err, len,
+                "client_tls_sslmode=%s needs client_tls_key_file and "
+                "client_tls_cert_file",
                 mode);
         return NULL;
     }
@@ -517,8 +521,8 @@ struct tls_ctx *tls_client_side_new(const struct config *cfg, char *err, size_t 
     SSL_CTX_set_num_tickets(ssl, 0);
     SSL_CTX_set_alpn_select_cb(ssl, alpn_select, NULL);
 
-    if (!load_keypair(ssl, "client_tls_key_file", cfg->client_tls_key_file,
-                      "client_tls_cert_file", cfg->client_tls_cert_file, err, len))
+    if (!load_keypair(ssl, "client_tls_key_file", cfg->client_tls_key_file, "client_tls_cert_file",
+                      cfg->client_tls_cert_file, err, len))
         goto failed;
     if (!apply_ecdhcurve(ssl, cfg->client_tls_ecdhcurve, err, len) ||
         !apply_dheparams(ssl, cfg->client_tls_dheparams, err, len))
@@ -526,7 +530,7 @@ struct tls_ctx *tls_client_side_new(const struct config *cfg, char *err, size_t 
 
     if (cfg->client_tls_ca_file[0] != '\0') {
         const char *ca = cfg->client_tls_ca_file;
-        STACK_OF(X509_NAME) *names;
+        struct stack_st_X509_NAME *names; /* STACK_OF(X509_NAME), spelled out for clang-format */
         int mode_flags = SSL_VERIFY_PEER;
 
         if (!check_file("client_tls_ca_file", ca, err, len))
@@ -565,7 +569,8 @@ struct tls_ctx *tls_server_side_new(const struct config *cfg, char *err, size_t 
         err[0] = '\0';
     if (cfg->server_tls_sslmode == SSLMODE_DISABLE)
         return NULL;
-    if (cfg->server_tls_sslmode < SSLMODE_DISABLE || cfg->server_tls_sslmode > SSLMODE_VERIFY_FULL) {
+    if (cfg->server_tls_sslmode < SSLMODE_DISABLE ||
+        cfg->server_tls_sslmode > SSLMODE_VERIFY_FULL) {
         set_err(err, len, "server_tls_sslmode: invalid value %d", cfg->server_tls_sslmode);
         return NULL;
     }
@@ -599,8 +604,9 @@ struct tls_ctx *tls_server_side_new(const struct config *cfg, char *err, size_t 
                 goto failed;
             }
         } else if (SSL_CTX_set_default_verify_paths(ssl) != 1) {
-            set_ssl_err(err, len, "server_tls_sslmode=%s: could not load the system's trusted "
-                                  "CA certificates",
+            set_ssl_err(err, len,
+                        "server_tls_sslmode=%s: could not load the system's trusted "
+                        "CA certificates",
                         config_sslmode_name(cfg->server_tls_sslmode));
             goto failed;
         }
@@ -751,8 +757,9 @@ bool tls_verify_host(SSL *ssl, const char *host, char *err, size_t len)
 
     cert_first_name(cert, name, sizeof(name), &others);
     if (others > 0)
-        return set_err(err, len, "server certificate for \"%s\" (and %d other name%s) does not "
-                                 "match host name \"%s\"",
+        return set_err(err, len,
+                       "server certificate for \"%s\" (and %d other name%s) does not "
+                       "match host name \"%s\"",
                        name, others, others == 1 ? "" : "s", host);
     if (name[0] == '\0')
         return set_err(err, len, "could not get server's host name from server certificate");
@@ -781,8 +788,7 @@ bool tls_alpn_is_postgresql(const SSL *ssl)
     unsigned int n;
 
     SSL_get0_alpn_selected(ssl, &p, &n);
-    return p != NULL && n == sizeof(alpn_postgresql) - 1 &&
-           memcmp(p, alpn_postgresql + 1, n) == 0;
+    return p != NULL && n == sizeof(alpn_postgresql) - 1 && memcmp(p, alpn_postgresql + 1, n) == 0;
 }
 
 bool tls_peer_cn(const SSL *ssl, char *buf, size_t len)
@@ -803,8 +809,7 @@ bool tls_peer_cn(const SSL *ssl, char *buf, size_t len)
         (data = X509_NAME_ENTRY_get_data(entry)) == NULL)
         return false;
     n = ASN1_STRING_length(data);
-    if (n <= 0 || (size_t)n >= len ||
-        memchr(ASN1_STRING_get0_data(data), '\0', (size_t)n) != NULL)
+    if (n <= 0 || (size_t)n >= len || memchr(ASN1_STRING_get0_data(data), '\0', (size_t)n) != NULL)
         return false;
     memcpy(buf, ASN1_STRING_get0_data(data), (size_t)n);
     buf[n] = '\0';

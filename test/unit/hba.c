@@ -39,6 +39,8 @@ static const char *write_file(const char *name, const void *data, size_t len)
         snprintf(path, sizeof(paths[0]), "%s/%s", tmpdir, name);
     else
         snprintf(path, sizeof(paths[0]), "%s/hba%d.conf", tmpdir, nfiles);
+    /* A fresh file rather than a truncated one: ext4 flushes truncate-and-rewrite to disk. */
+    unlink(path);
     f = fopen(path, "wb");
     if (f == NULL || fwrite(data, 1, len, f) != len || fclose(f) != 0)
         printf("# cannot write %s\n", path);
@@ -128,8 +130,7 @@ static void test_load_fixture(void)
     TAP_CHECK(rules != NULL, "fixture loads");
     if (rules == NULL)
         printf("#   %s\n", err);
-    TAP_CHECK(hba_rule_count(rules) == 25, "fixture has 25 rules (got %zu)",
-              hba_rule_count(rules));
+    TAP_CHECK(hba_rule_count(rules) == 25, "fixture has 25 rules (got %zu)", hba_rule_count(rules));
 }
 
 static void test_local(void)
@@ -204,9 +205,12 @@ static void test_cidr(void)
     expect(tcp("199.199.199.199", "mdb", "muser", false), HBA_CERT, "/32", "/32 exact");
     expect(tcp("199.199.199.198", "mdb", "muser", false), HBA_REJECT, NULL, "/32 one below");
     expect(tcp("199.199.199.200", "mdb", "muser", false), HBA_REJECT, NULL, "/32 one above");
-    expect(tcp("128.1.1.1", "mdb2", "muser", false), HBA_TRUST, "128.0.0.0/9", "/9 inside (first match)");
-    expect(tcp("128.127.255.255", "mdb2", "muser", false), HBA_TRUST, "128.0.0.0/9", "/9 last address");
-    expect(tcp("128.128.0.0", "mdb2", "muser", false), HBA_MD5, "128.0.0.0/1", "/9 edge + 1 goes to /1");
+    expect(tcp("128.1.1.1", "mdb2", "muser", false), HBA_TRUST, "128.0.0.0/9",
+           "/9 inside (first match)");
+    expect(tcp("128.127.255.255", "mdb2", "muser", false), HBA_TRUST, "128.0.0.0/9",
+           "/9 last address");
+    expect(tcp("128.128.0.0", "mdb2", "muser", false), HBA_MD5, "128.0.0.0/1",
+           "/9 edge + 1 goes to /1");
     expect(tcp("254.1.1.1", "mdb2", "muser", false), HBA_MD5, "128.0.0.0/1", "/1");
     expect(tcp("127.255.255.255", "mdb2", "muser", false), HBA_REJECT, NULL, "/1 edge - 1");
     expect(tcp("0.0.0.0", "wide", "u", false), HBA_TRUST, "wide", "/0 lowest");
@@ -265,8 +269,7 @@ static void test_first_match_and_no_match(void)
     c = tcp("2.0.0.1", "db", "bob", false);
     TAP_CHECK(hba_match(h, &c, &map, &line) == HBA_REJECT && line == 0 && map == NULL,
               "no match: reject, line 0, map NULL");
-    TAP_CHECK(hba_match(NULL, &c, &map, &line) == HBA_REJECT && line == 0,
-              "no hba loaded: reject");
+    TAP_CHECK(hba_match(NULL, &c, &map, &line) == HBA_REJECT && line == 0, "no hba loaded: reject");
     c.dbname = NULL;
     TAP_CHECK(hba_match(h, &c, NULL, NULL) == HBA_REJECT, "missing db name: reject");
     hba_free(h);
@@ -421,7 +424,8 @@ static void test_errors(void)
         {"host all all all md5 clientcert=verify-full", "option \"clientcert\" is not supported"},
         {"host all all all trust foo", "not in name=value format: \"foo\""},
         {"host all all all trust =x", "not in name=value format"},
-        {"host all all all trust a=1,b=2", "multiple values specified for an authentication option"},
+        {"host all all all trust a=1,b=2",
+         "multiple values specified for an authentication option"},
         {"host all all all peer", "peer authentication is only supported on local sockets"},
         {"local all all cert", "cert authentication is only supported on host and hostssl"},
         {"hostnossl all all all cert", "cert authentication is only supported on host and hostssl"},
@@ -482,8 +486,8 @@ static void test_error_special(void)
 
     snprintf(want, sizeof(want), "%s/does_not_exist.conf", tmpdir);
     h = hba_load(want, err, sizeof(err));
-    TAP_CHECK(h == NULL && strstr(err, "does_not_exist.conf: could not open file: No such file") !=
-                               NULL,
+    TAP_CHECK(h == NULL &&
+                  strstr(err, "does_not_exist.conf: could not open file: No such file") != NULL,
               "missing hba file");
     h = hba_load("", err, sizeof(err));
     TAP_CHECK(h == NULL && err[0] != '\0', "empty hba file name");
@@ -518,8 +522,9 @@ static void test_thousand_lines(void)
     int line = 0;
 
     for (int i = 1; i < 1000; i++)
-        used += (size_t)snprintf(text + used, cap - used, "host db%d user%d,shared 10.%d.%d.0/24 %s\n",
-                                 i, i, i / 256, i % 256, i % 2 ? "md5" : "scram-sha-256");
+        used +=
+            (size_t)snprintf(text + used, cap - used, "host db%d user%d,shared 10.%d.%d.0/24 %s\n",
+                             i, i, i / 256, i % 256, i % 2 ? "md5" : "scram-sha-256");
     used += (size_t)snprintf(text + used, cap - used, "hostssl all all all cert map=last\n");
     path = write_file(NULL, text, used);
     h = hba_load(path, err, sizeof(err));
@@ -551,10 +556,44 @@ static void test_thousand_lines(void)
 static void test_garbage(void)
 {
     static const char *const pieces[] = {
-        "host", "local", "hostssl", "all", "md5", "cert", "peer", "map=m", "\"", "\"\"", ",", ", ",
-        "#", "@", "@x", "/", "1.2.3.4", "/32", "::1", "/128", "255.255.255.0", " ", "\t", "\r",
-        "replication", "sameuser", "+g", "=", "trust", "reject", "\xff\xfe", "a", "0", "/999",
-        "ffff::", "samehost", "\"a\"\"b\"", "scram-sha-256",
+        "host",
+        "local",
+        "hostssl",
+        "all",
+        "md5",
+        "cert",
+        "peer",
+        "map=m",
+        "\"",
+        "\"\"",
+        ",",
+        ", ",
+        "#",
+        "@",
+        "@x",
+        "/",
+        "1.2.3.4",
+        "/32",
+        "::1",
+        "/128",
+        "255.255.255.0",
+        " ",
+        "\t",
+        "\r",
+        "replication",
+        "sameuser",
+        "+g",
+        "=",
+        "trust",
+        "reject",
+        "\xff\xfe",
+        "a",
+        "0",
+        "/999",
+        "ffff::",
+        "samehost",
+        "\"a\"\"b\"",
+        "scram-sha-256",
     };
     int loaded = 0, failed = 0, bad_err = 0;
     char text[4096], err[512];
@@ -616,12 +655,12 @@ static void test_ident(void)
     TAP_CHECK(ident_match(id, "localmap", "alice", "alice"), "map: alice -> alice");
     TAP_CHECK(!ident_match(id, "certmap", "postgres", "admin"), "other map's line does not apply");
     TAP_CHECK(ident_match(id, "certmap", "CN with space", "bob"), "quoted system user");
-    TAP_CHECK(ident_match(id, "certmap", "carol", "anyone") && ident_match(id, "certmap", "carol",
-                                                                            "admin"),
+    TAP_CHECK(ident_match(id, "certmap", "carol", "anyone") &&
+                  ident_match(id, "certmap", "carol", "admin"),
               "db user keyword all");
     TAP_CHECK(ident_match(id, "othermap", "/notregex", "dave"), "quoted leading / is a name");
-    TAP_CHECK(ident_match(id, "othermap", "erin", "all") && !ident_match(id, "othermap", "erin",
-                                                                         "bob"),
+    TAP_CHECK(ident_match(id, "othermap", "erin", "all") &&
+                  !ident_match(id, "othermap", "erin", "bob"),
               "quoted \"all\" is the user named all");
     TAP_CHECK(!ident_match(id, "nomap", "alice", "alice"), "unknown map: no");
     TAP_CHECK(!ident_match(id, "LOCALMAP", "postgres", "admin"), "map names are case-sensitive");

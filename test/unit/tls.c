@@ -128,15 +128,14 @@ static void make_all_certs(void)
     struct keycert client = make_cert(EVP_EC_gen("P-256"), "alice", NULL, &ca, false, 4);
     struct keycert other_server =
         make_cert(EVP_EC_gen("P-256"), "localhost", "DNS:localhost", &other_ca, false, 5);
-    struct keycert other_client = make_cert(EVP_EC_gen("P-256"), "mallory", NULL, &other_ca,
-                                            false, 6);
-    struct keycert rotated =
-        make_cert(EVP_EC_gen("P-256"), "rotated.example.test", "DNS:rotated.example.test", &ca,
-                  false, 7);
+    struct keycert other_client =
+        make_cert(EVP_EC_gen("P-256"), "mallory", NULL, &other_ca, false, 6);
+    struct keycert rotated = make_cert(EVP_EC_gen("P-256"), "rotated.example.test",
+                                       "DNS:rotated.example.test", &ca, false, 7);
     struct keycert cn_only = make_cert(EVP_EC_gen("P-256"), "cnonly.test", NULL, &ca, false, 8);
     struct keycert rsa = make_cert(EVP_RSA_gen(2048), "localhost", "DNS:localhost", &ca, false, 9);
-    struct keycert *all[] = {&ca, &other_ca, &server, &client, &other_server,
-                             &other_client, &rotated, &cn_only, &rsa};
+    struct keycert *all[] = {&ca,           &other_ca, &server,  &client, &other_server,
+                             &other_client, &rotated,  &cn_only, &rsa};
 
     write_pem("ca.crt", ca.cert, NULL, NULL);
     write_pem("other_ca.crt", other_ca.cert, NULL, NULL);
@@ -201,8 +200,7 @@ static void expect_fail(struct config *cfg, bool client_side, const char *want, 
     struct tls_ctx *ctx = client_side ? tls_client_side_new(cfg, err, sizeof(err))
                                       : tls_server_side_new(cfg, err, sizeof(err));
 
-    TAP_CHECK(ctx == NULL && strstr(err, want) != NULL && ERR_peek_error() == 0,
-              "error: %s", desc);
+    TAP_CHECK(ctx == NULL && strstr(err, want) != NULL && ERR_peek_error() == 0, "error: %s", desc);
     if (ctx != NULL || strstr(err, want) == NULL)
         printf("#   got '%s'\n#   want '...%s...'\n", ctx ? "(built)" : err, want);
     tls_ctx_free(ctx);
@@ -455,9 +453,8 @@ static void check_protocols(const char *value, int lo, int hi, uint64_t no_opts)
         SSL_CTX *s = tls_ctx_ssl(ctx);
         int gotlo = (int)SSL_CTX_get_min_proto_version(s);
         int gothi = (int)SSL_CTX_get_max_proto_version(s);
-        uint64_t opts = SSL_CTX_get_options(s) &
-                        (SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_TLSv1_2 |
-                         SSL_OP_NO_TLSv1_3);
+        uint64_t opts = SSL_CTX_get_options(s) & (SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 |
+                                                  SSL_OP_NO_TLSv1_2 | SSL_OP_NO_TLSv1_3);
 
         TAP_CHECK(gotlo == lo && gothi == hi && opts == no_opts,
                   "protocols \"%s\": range 0x%x-0x%x, holes 0x%llx", value, lo, hi,
@@ -472,9 +469,9 @@ static void check_protocols(const char *value, int lo, int hi, uint64_t no_opts)
 static void test_client_side_settings(void)
 {
     static const char *const modes[] = {"allow", "prefer", "require", "verify-ca", "verify-full"};
-    static const char *const presets[] = {"default", "secure", "normal", "fast", "compat",
-                                          "legacy", "all", "insecure", "SECURE",
-                                          "ECDHE-ECDSA-AES128-GCM-SHA256"};
+    static const char *const presets[] = {
+        "default", "secure", "normal",   "fast",   "compat",
+        "legacy",  "all",    "insecure", "SECURE", "ECDHE-ECDSA-AES128-GCM-SHA256"};
     static const char *const curves[] = {"auto", "none", "prime256v1", "X25519:P-384",
                                          "secp384r1,prime256v1"};
     static const char *const dhs[] = {"auto", "none", "legacy", "AUTO"};
@@ -487,8 +484,7 @@ static void test_client_side_settings(void)
         ctx = build(cfg, true, modes[i]);
         if (ctx != NULL) {
             int vm = SSL_CTX_get_verify_mode(tls_ctx_ssl(ctx));
-            int want = i >= 3 ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-                              : SSL_VERIFY_PEER;
+            int want = i >= 3 ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER;
 
             TAP_CHECK(vm == want && tls_ctx_sslmode(ctx) == (int)i + 1,
                       "%s with a CA: verify mode 0x%x", modes[i], want);
@@ -615,7 +611,8 @@ static void test_server_side_contexts(void)
 static void test_basic_handshake(void)
 {
     struct config *ccfg = client_cfg("require"), *scfg = server_cfg("require");
-    struct tls_ctx *acc = build(ccfg, true, "accepting side"), *con = build(scfg, false, "connecting side");
+    struct tls_ctx *acc = build(ccfg, true, "accepting side"),
+                   *con = build(scfg, false, "connecting side");
     struct conn c;
     char info[128], cn[64];
     bool ok = run(acc, con, &c);
@@ -890,8 +887,8 @@ static void test_alpn_and_sni(void)
     struct tls_ctx *acc = build(ccfg, true, "accepting side");
     SSL_CTX *raw = SSL_CTX_new(TLS_client_method());
     static const unsigned char http[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-    static const unsigned char both[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1',
-                                         10, 'p', 'o', 's', 't', 'g', 'r', 'e', 's', 'q', 'l'};
+    static const unsigned char both[] = {8,   'h', 't', 't', 'p', '/', '1', '.', '1', 10,
+                                         'p', 'o', 's', 't', 'g', 'r', 'e', 's', 'q', 'l'};
     struct conn c;
     bool ok;
 
