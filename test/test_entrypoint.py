@@ -443,6 +443,22 @@ def test_other_commands_are_run(sandbox):
     assert p.stdout == "hello\n"
 
 
+def test_run_dir_not_writable(sandbox):
+    if os.geteuid() == 0:
+        pytest.skip("root can write anywhere")
+    sandbox.run_dir.mkdir(mode=0o500)
+    p = sandbox.run(BASIC)
+    assert p.returncode == 1
+    assert "is not writable" in p.output
+
+
+def test_run_dir_is_a_file(sandbox):
+    sandbox.run_dir.write_text("")
+    p = sandbox.run(BASIC)
+    assert p.returncode == 1
+    assert "is not writable" in p.output
+
+
 def test_no_configuration_at_all(sandbox):
     p = sandbox.run({})
     assert p.returncode == 1

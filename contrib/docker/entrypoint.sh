@@ -301,7 +301,11 @@ generate_config() {
     done
 
     umask 077
-    mkdir -p "$RUN_DIR" || die "cannot create $RUN_DIR"
+    mkdir -p "$RUN_DIR" 2>/dev/null || true
+    if [[ ! -d $RUN_DIR || ! -w $RUN_DIR ]]; then
+        die "$RUN_DIR is not writable by uid $(id -u): mount a writable volume there" \
+            "(emptyDir, tmpfs), or mount a config file at $DEFAULT_CONFIG"
+    fi
 
     # The database entry. The password stays out of this file.
     name=${dbname:-*}

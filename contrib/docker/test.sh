@@ -428,6 +428,18 @@ elif implemented /health/ready; then
 else
     pending "podman healthcheck run: unhealthy, as expected without /health/ready ($(podman exec pgmux-test-env /usr/local/bin/pgmux-healthcheck 2>&1 | head -n 1))"
 fi
+# Readiness follows PAUSE (SIGUSR1) and RESUME (SIGUSR2), and the image's check sees it.
+podman kill --signal USR1 pgmux-test-env >/dev/null
+sleep 0.5
+got=$(podman exec pgmux-test-env /usr/local/bin/pgmux-healthcheck 2>&1 | tr '\n' ' ' || true)
+[[ $got == unhealthy:*503*paused* ]] && pass "paused (SIGUSR1): healthcheck says $got" ||
+    fail "paused (SIGUSR1): healthcheck says $got"
+podman kill --signal USR2 pgmux-test-env >/dev/null
+sleep 0.5
+got=$(podman exec pgmux-test-env /usr/local/bin/pgmux-healthcheck 2>&1 | tr '\n' ' ' || true)
+[[ $got == healthy:* ]] && pass "resumed (SIGUSR2): healthcheck says $got" ||
+    fail "resumed (SIGUSR2): healthcheck says $got"
+
 resp=$(http_get "$S1" /metrics)
 if [[ ${resp%%$'\n'*} =~ ^HTTP/1\.[01]\ 200 && $resp == *pgmux_* ]]; then
     pass "GET /metrics: ${resp%%$'\n'*}, $(grep -c '^pgmux_' <<<"$resp") pgmux_ samples"
@@ -525,7 +537,25 @@ got=$(podman exec pgmux-test-mount /usr/local/bin/pgmux-healthcheck 2>&1 || true
 podman rm -f -t 0 pgmux-test-mount >/dev/null
 
 # ---------------------------------------------------------------------------
-# d. Other commands
+# d. Read-only root filesystem (as in the Kubernetes manifests)
+
+echo
+say "d. --read-only root filesystem, config from the environment"
+P4=$(free_port)
+CONTAINERS+=(pgmux-test-ro)
+DB_PASSWORD=$APP_PW podman run -d --name pgmux-test-ro --network host --no-healthcheck --read-only \
+    -e DB_HOST=127.0.0.1 -e DB_PORT="$PGPORT" -e DB_USER=app -e DB_PASSWORD -e DB_NAME=app \
+    -e PGMUX_LISTEN_PORT="$P4" -e PGMUX_HEALTH_LISTEN_PORT=0 -e PGMUX_STATS_LISTEN_PORT=0 \
+    "$IMAGE" >/dev/null
+if wait_ready pgmux-test-ro "$P4" app "$APP_PW" app; then
+    pass "psql through pgmux with a read-only root (config written to the /run tmpfs)"
+else
+    fail "pgmux with --read-only did not answer"
+fi
+podman rm -f -t 0 pgmux-test-ro >/dev/null
+
+# ---------------------------------------------------------------------------
+# e. Other commands
 
 got=$(podman run --rm --network host --no-healthcheck "$IMAGE" pgmux --version 2>&1)
 [[ $got == pgmux\ * ]] && pass "pgmux --version: $got" || fail "pgmux --version: $got"
