@@ -5,6 +5,7 @@
 #   docker build -t pgmux .          (or: podman build --format docker -t pgmux .)
 #   docker run -e DATABASE_URL=postgres://app:secret@db:5432/app -p 6432:6432 pgmux
 #   docker run -v ./pgmux.ini:/etc/pgmux/pgmux.ini:ro -v ./userlist.txt:/etc/pgmux/userlist.txt:ro pgmux
+#   (mounted files must be readable by uid 10001, the image's user)
 #
 # Configuration by environment variables, and how a mounted file wins over
 # them, is described at the top of contrib/docker/entrypoint.sh and in
