@@ -312,7 +312,7 @@ bool admin_login(struct pgsock *c, const char *user)
     abuf_param(b, "IntervalStyle", "postgres");
     abuf_param(b, "integer_datetimes", "on");
     abuf_param(b, "standard_conforming_strings", "on");
-    abuf_param(b, "is_superuser", is_admin ? "on" : "off");
+    abuf_param(b, "is_superuser", "on"); /* as PgBouncer, for every console user */
     int app = varcache_lookup("application_name");
     const char *app_name = app >= 0 ? varcache_get(&c->vars, app) : NULL;
     abuf_param(b, "application_name", app_name ? app_name : "");

@@ -988,3 +988,91 @@ def test_prometheus_pgbouncer_exporter(mux):
     finally:
         proc.kill()
         proc.wait(5)
+
+
+# ---------------------------------------------------------------------------------------------
+# more access rules and control
+
+
+def test_auth_type_any_uses_the_given_name(adm_factory):
+    m = adm_factory(settings={"auth_type": "any"})
+    a = admin_connect(m, password="")  # no password asked
+    run(a, "RECONNECT")
+    s = admin_connect(m, user=STATS, password="")
+    assert "admin access needed" in admin_error(s, "RECONNECT")
+    with pytest.raises(psycopg2.OperationalError) as ei:
+        psycopg2.connect(host="127.0.0.1", port=m.port, dbname="pgbouncer", user="nobody",
+                         connect_timeout=10)
+    assert "not allowed" in str(ei.value)
+
+
+def test_kill_everything_then_resume(mux):
+    c = mux.connect(autocommit=True)
+    c.cursor().execute("SELECT 1")
+    other = mux.connect(dbname="postgres", autocommit=True)
+    other.cursor().execute("SELECT 1")
+    a = admin_connect(mux)
+    run(a, "KILL")
+    for conn in (c, other):
+        with pytest.raises(psycopg2.Error):
+            conn.cursor().execute("SELECT 1")
+    assert {r["paused"] for r in rows_as_dicts(a, "SHOW DATABASES") if r["name"] != "pgbouncer"} \
+        == {1}
+    assert pool_row(a, "pgbouncer", "pgbouncer")["cl_active"] == 1  # the console survives
+    c2 = mux.connect(autocommit=True)
+    fut = query_in_thread(c2, "SELECT 8")
+    assert still_blocked(fut)
+    run(a, "RESUME")  # a bare RESUME also lifts the per-database pauses of KILL
+    assert fut.result(10) == (8,)
+    assert {r["paused"] for r in rows_as_dicts(a, "SHOW DATABASES")} == {0}
+
+
+def test_pipelined_console_client_that_does_not_read(adm_factory):
+    """Answers are queued while the socket is full and the client is not read meanwhile:
+    pgmux neither drops the connection nor blocks other clients."""
+    m = adm_factory()
+    r = raw_admin(m)
+    # About 8 MB of answers: more than the kernel buffers hold while we do not read (a tiny
+    # SO_RCVBUF would only make TCP crawl: the persist timer, not pgmux, sets the pace).
+    n = 1500
+    payload = RawClient.msg(b"Q", b"SHOW CONFIG\0") * n
+    sender_done = []
+
+    def send_all():
+        r.sock.sendall(payload)
+        sender_done.append(True)
+    ex = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    fut = ex.submit(send_all)
+    time.sleep(1.0)
+    # Meanwhile other clients are served.
+    c = m.connect(autocommit=True)
+    c.cursor().execute("SELECT 1")
+    a = admin_connect(m)
+    assert run(a, "SHOW VERSION")[1][0][0].startswith("pgmux")
+    # Read everything back (parsing in place: the harness reader copies per message).
+    buf, off, done, rows_seen = bytearray(r.buf), 0, 0, 0
+    r.buf = b""
+    r.sock.settimeout(20)
+    while done < n:
+        while len(buf) - off >= 5:
+            (ln,) = struct.unpack_from("!i", buf, off + 1)
+            if len(buf) - off < 1 + ln:
+                break
+            t = buf[off:off + 1]
+            assert t != b"E", parse_error(bytes(buf[off + 5:off + 1 + ln]))
+            rows_seen += t == b"D"
+            done += t == b"Z"
+            off += 1 + ln
+        if done < n:
+            chunk = r.sock.recv(1 << 20)
+            assert chunk, "connection closed"
+            buf += chunk
+    assert off == len(buf)
+    fut.result(10)
+    ex.shutdown()
+    assert sender_done and rows_seen == n * len(rows_as_dicts(a, "SHOW CONFIG"))
+    assert r.query("SHOW VERSION")[0][0].startswith("pgmux")
+
+
+def parse_error(body):
+    return body.decode(errors="replace")
