@@ -93,9 +93,8 @@ def test_error_then_good_query(pgmux_mode):
     c.close()
 
 
+@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
 def test_error_in_transaction_then_rollback(pgmux_factory, pool_mode):
-    if pool_mode == "statement":
-        pytest.skip("transactions are not allowed in statement mode")
     m = pgmux_factory(pool_mode=pool_mode)
     c = m.connect()
     cur = c.cursor()

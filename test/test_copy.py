@@ -107,9 +107,8 @@ def test_copy_raw_done(pgmux_mode, pg, copy_table):
     assert pg.scalar("SELECT count(*) FROM %s" % copy_table, dbname=DBNAME) == 100
 
 
+@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
 def test_copy_in_transaction(pgmux_factory, pool_mode, pg, copy_table):
-    if pool_mode == "statement":
-        pytest.skip("transactions are not allowed in statement mode")
     m = pgmux_factory(pool_mode=pool_mode)
     c = m.connect()
     cur = c.cursor()

@@ -40,9 +40,8 @@ def test_extended_error_then_good(pgmux_mode):
             assert c.execute("SELECT %s::text", ("ok",)).fetchone() == ("ok",)
 
 
+@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
 def test_extended_transaction(pgmux_factory, pool_mode):
-    if pool_mode == "statement":
-        pytest.skip("transactions are not allowed in statement mode")
     m = pgmux_factory(pool_mode=pool_mode)
     with m.connect3(autocommit=False) as c:
         c.execute("CREATE TEMP TABLE IF NOT EXISTS ext_t (x int)")
@@ -195,10 +194,9 @@ def test_raw_pipelined_syncs(pgmux_mode):
     r.close()
 
 
+@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
 def test_raw_portal_partial_fetch(pgmux_factory, pool_mode):
     """Execute with a row limit returns PortalSuspended; the next Execute continues."""
-    if pool_mode == "statement":
-        pytest.skip("needs a transaction across Syncs")
     m = pgmux_factory(pool_mode=pool_mode)
     r = m.raw()
     r.login()
