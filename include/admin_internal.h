@@ -107,6 +107,9 @@ void rs_row(struct admin_ctx *x, const char *types, ...);
 void rs_done(struct admin_ctx *x, const char *tag);
 void admin_ctx_error(struct admin_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* In place: bytes that are not valid UTF-8 become '?', and with controls, control characters ' '. */
+void admin_clean_text(char *s, bool controls);
+
 typedef void (*admin_show_fn)(struct admin_ctx *x);
 
 struct admin_show_entry {

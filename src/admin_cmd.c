@@ -117,13 +117,18 @@ static enum tok read_quoted(const char **pp, char q, char *dst, size_t cap, bool
     return TOK_OK;
 }
 
-/* A word or a "quoted identifier". */
+/* A word or a "quoted identifier" (no control characters: names end up in the log). */
 static enum tok read_ident(const char **pp, char *dst, size_t cap)
 {
     const char *p = *pp;
     size_t n = 0;
-    if (*p == '"')
-        return read_quoted(pp, '"', dst, cap, false);
+    if (*p == '"') {
+        enum tok t = read_quoted(pp, '"', dst, cap, false);
+        for (const char *q = dst; t == TOK_OK && *q; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f)
+                t = TOK_BAD;
+        return t;
+    }
     while (is_word(*p)) {
         if (n + 1 >= cap)
             return TOK_BAD;
@@ -850,14 +855,17 @@ static void admin_set(struct admin_ctx *x, const struct admin_parsed *pc)
         admin_ctx_error(x, "SET failed: %s: %s", pc->key, err.msg);
         return;
     }
-    log_info("SET %s = '%s' command issued", pc->key, pc->value);
+    char shown[ADMIN_MAX_VALUE];
+    snprintf(shown, sizeof(shown), "%s", pc->value);
+    admin_clean_text(shown, true);
+    log_info("SET %s = '%s' command issued", pc->key, shown);
     if (strcmp(pc->key, "logfile") == 0 || strcmp(pc->key, "verbose") == 0 ||
         strncmp(pc->key, "syslog", 6) == 0 || strcmp(pc->key, "log_format") == 0)
         log_configure(G.cfg);
     /* Pool sizes and limits are read live: let waiting clients see the change. */
     G.launch_needed = true;
     char tag[ADMIN_MAX_ARG + ADMIN_MAX_VALUE + 8];
-    snprintf(tag, sizeof(tag), "SET %s=%s", pc->key, pc->value);
+    snprintf(tag, sizeof(tag), "SET %s=%s", pc->key, shown);
     complete(x, tag);
 }
 

@@ -213,15 +213,90 @@ bool rs_begin(struct admin_ctx *x, const char *types, ...)
     return !x->describe;
 }
 
+/* Length of the valid UTF-8 sequence at p (1 to 4), or 0 when it is not valid. */
+static size_t utf8_len(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0) {
+        n = 2;
+        cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+        n = 3;
+        cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    /* A NUL fails the continuation test, so this never reads past the string. */
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+static bool utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        size_t n = utf8_len(p);
+        if (!n)
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+void admin_clean_text(char *s, bool controls)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        size_t n = utf8_len(p);
+        if (!n) {
+            *p++ = '?';
+            continue;
+        }
+        if (controls && n == 1 && (*p < 0x20 || *p == 0x7f))
+            *p = ' ';
+        p += n;
+    }
+}
+
+/*
+ * A text value. The console promises client_encoding UTF8, so bytes that are
+ * not (an application_name from a startup packet can be anything) become '?'
+ * rather than break the driver reading SHOW CLIENTS.
+ */
 static void rs_put_text(struct admin_buf *b, const char *s)
 {
     if (!s) {
         abuf_put_u32(b, 0xffffffffu);
         return;
     }
+    char *copy = NULL;
+    if (!utf8_valid(s)) {
+        copy = strdup(s);
+        if (!copy) {
+            b->failed = true;
+            return;
+        }
+        admin_clean_text(copy, false);
+        s = copy;
+    }
     size_t n = strlen(s);
     abuf_put_u32(b, (uint32_t)n);
     abuf_put_bytes(b, s, n);
+    free(copy);
 }
 
 /* Local time as PgBouncer prints it: "2026-11-23 12:46:01 UTC". */
@@ -286,6 +361,8 @@ void admin_ctx_error(struct admin_ctx *x, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* Arguments come from the client: no line breaks in the log, valid UTF-8 on the wire. */
+    admin_clean_text(msg, true);
     slog_info(x->c, "admin console: %s", msg);
     abuf_error(x->out, "08P01", msg);
     x->error = true;

@@ -663,6 +663,8 @@ def test_bad_commands_keep_the_connection(mux):
         "SUSPEND x": "invalid command",
         "x" * 3000: "invalid command",
         "SELECT version()": "invalid command",
+        'PAUSE "a\nb"': "bad arguments",
+        'PAUSE "\u00e9\u00e9"': "no such database: \u00e9\u00e9",
     }
     for sql, expect in bad.items():
         with pytest.raises(PgError) as ei:
@@ -1076,3 +1078,23 @@ def test_pipelined_console_client_that_does_not_read(adm_factory):
 
 def parse_error(body):
     return body.decode(errors="replace")
+
+
+def test_text_values_stay_valid_utf8(adm_factory):
+    """application_name comes from the client's startup packet and can be any bytes; SHOW
+    CLIENTS must still be valid UTF-8 (client_encoding is UTF8), or drivers fail to decode it."""
+    m = adm_factory(settings={"auth_type": "trust"})
+    body = struct.pack("!i", 196608)
+    for k, v in ((b"user", b"testuser"), (b"database", DBNAME.encode()),
+                 (b"application_name", b"bad\xff\xfeapp")):
+        body += k + b"\0" + v + b"\0"
+    body += b"\0"
+    r = m.raw()
+    r.send(struct.pack("!i", len(body) + 4) + body)
+    msgs, how = r.collect()
+    assert how == "stop", msgs
+    a = admin_connect(m, password="")
+    names = [x["application_name"] for x in rows_as_dicts(a, "SHOW CLIENTS")
+             if x["database"] == DBNAME]
+    assert names == ["bad??app"]
+    r.close()
