@@ -40,4 +40,18 @@ void admin_client_closing(struct pgsock *c);
 /* Called by the janitor every tick (PAUSE/WAIT_CLOSE/SUSPEND completion, SHOW STATS averages). */
 void admin_janitor(void);
 
+/*
+ * RESUME from PAUSE and SUSPEND, as SIGUSR2 does in PgBouncer (nothing
+ * during a shutdown). For main.c's SIGUSR2 handler, which today only clears
+ * G.paused and so cannot end a SUSPEND.
+ */
+void admin_resume(void);
+
+/*
+ * A CancelRequest carried the key of console client c (Ctrl-C in psql): like
+ * PgBouncer, that resumes a PAUSE or SUSPEND. For cancel.c's cancel_handle(),
+ * which today ignores a cancel for a client without a server.
+ */
+void admin_cancel_request(struct pgsock *c);
+
 #endif

@@ -893,6 +893,22 @@ void admin_run(struct admin_ctx *x, const struct admin_parsed *pc,
     plan->cmd->fn(x, pc);
 }
 
+void admin_resume(void)
+{
+    if (G.shutting_down || (!G.paused && !suspended))
+        return;
+    log_info("resuming from %s", suspended ? "SUSPEND" : "PAUSE");
+    G.paused = false;
+    resume_suspended();
+    G.launch_needed = true;
+}
+
+void admin_cancel_request(struct pgsock *c)
+{
+    slog_info(c, "cancel request from the admin console: resuming");
+    admin_resume();
+}
+
 /*==== SUSPEND ====*/
 
 static void susp_add(struct pgsock *s)
