@@ -247,3 +247,60 @@ def test_extended_concurrent_threads(pgmux_factory):
     for t in ts:
         t.join(60)
     assert errors == []
+
+
+def test_pipelined_simple_queries(pgmux_factory, pool_mode):
+    """Fifty Query messages in one write: fifty answers, in order (the server must stay with
+    the client while queries are outstanding, even when a ReadyForQuery 'I' comes between)."""
+    m = pgmux_factory(pool_mode=pool_mode, settings={"default_pool_size": 1})
+    r = m.raw()
+    r.login()
+    r.send(b"".join(r.msg(b"Q", b"SELECT %d\0" % i) for i in range(50)))
+    got = []
+    for _ in range(50):
+        got.extend(r.read_results())
+    assert got == [(str(i),) for i in range(50)]
+    r.close()
+
+
+def test_pipelines_of_two_clients_on_one_server(pgmux_factory):
+    """Transaction mode, one server: two clients each pipeline 100 Parse/Bind/Execute/Sync
+    groups at the same time; each gets exactly its own results, in order."""
+    m = pgmux_factory(pool_mode="transaction", settings={"default_pool_size": 1})
+    clients = []
+    for tag in ("a", "b"):
+        r = m.raw()
+        r.login()
+        clients.append((tag, r))
+    for tag, r in clients:
+        batch = b""
+        for i in range(100):
+            batch += _parse("", "SELECT '%s%d'" % (tag, i)) + _bind("", "") + _execute("") + SYNC
+        r.send(batch)
+    for tag, r in clients:
+        got = []
+        for _ in range(100):
+            got.extend(_datarows(_read_until_z(r)))
+        assert got == [("%s%d" % (tag, i),) for i in range(100)]
+        r.close()
+
+
+def test_flush_without_sync_keeps_server(pgmux_factory):
+    """Parse/Bind/Execute + Flush with no Sync: the transaction is not over, so another client
+    must not get the (only) server until the Sync."""
+    m = pgmux_factory(pool_mode="transaction", settings={"default_pool_size": 1})
+    a = m.raw()
+    a.login()
+    a.send(_parse("", "SELECT pg_backend_pid()") + _bind("", "") + _execute("") + FLUSH)
+    got = [a.read_msg() for _ in range(4)]
+    assert [t for t, _ in got] == [b"1", b"2", b"D", b"C"]
+    b = m.raw()
+    b.login()
+    b.send(b.msg(b"Q", b"SELECT 'b ran'\0"))
+    msgs, how = b.collect(0.7)
+    assert how == "timeout" and not msgs, "B got the server while A's pipeline was open"
+    a.send(SYNC)
+    assert a.read_msg() == (b"Z", b"I")
+    assert b.read_results() == [("b ran",)]
+    a.close()
+    b.close()
