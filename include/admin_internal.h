@@ -23,14 +23,14 @@
 
 #include "pgmux.h"
 
-#define ADMIN_NAME "pgbouncer"   /* the console's database and forced user */
-#define ADMIN_MAX_ARG 64         /* an argument is at most 63 bytes, like PgBouncer's */
-#define ADMIN_MAX_VALUE 1024     /* a SET value */
+#define ADMIN_NAME      "pgbouncer" /* the console's database and forced user */
+#define ADMIN_MAX_ARG   64          /* an argument is at most 63 bytes, like PgBouncer's */
+#define ADMIN_MAX_VALUE 1024        /* a SET value */
 
 /* A growable message buffer; `failed` is sticky (out of memory). */
 struct admin_buf {
     uint8_t *data;
-    size_t len;       /* bytes written */
+    size_t len; /* bytes written */
     size_t cap;
     size_t sent;      /* bytes of data already given to the kernel */
     size_t msg_start; /* length word of the message being built */
@@ -66,13 +66,13 @@ struct admin_named; /* admin.c: a prepared statement or portal */
 
 /* One console connection (admin.c owns it; freed by admin_client_closing). */
 struct admin_conn {
-    struct list head;        /* admin.c's list of console connections */
-    struct pgsock *c;        /* not owned; the disconnect hook frees us first */
-    char user[MAX_NAME];     /* the login name */
-    bool is_admin;           /* admin_users or our own user: every command */
-    struct admin_buf out;    /* answers not yet taken by the kernel */
-    ev_io wio;               /* armed while out is pending and the socket is full */
-    bool ext_error;          /* extended protocol: skip messages until Sync */
+    struct list head;     /* admin.c's list of console connections */
+    struct pgsock *c;     /* not owned; the disconnect hook frees us first */
+    char user[MAX_NAME];  /* the login name */
+    bool is_admin;        /* admin_users or our own user: every command */
+    struct admin_buf out; /* answers not yet taken by the kernel */
+    ev_io wio;            /* armed while out is pending and the socket is full */
+    bool ext_error;       /* extended protocol: skip messages until Sync */
     struct admin_named *stmts, *portals;
     int n_stmts, n_portals;
     enum admin_wait wait;
@@ -105,9 +105,10 @@ struct admin_ctx {
 bool rs_begin(struct admin_ctx *x, const char *types, ...);
 void rs_row(struct admin_ctx *x, const char *types, ...);
 void rs_done(struct admin_ctx *x, const char *tag);
-void admin_ctx_error(struct admin_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void admin_ctx_error(struct admin_ctx *x, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-/* In place: bytes that are not valid UTF-8 become '?', and with controls, control characters ' '. */
+/* In place: invalid UTF-8 bytes become '?' and, with controls, control characters ' '. */
 void admin_clean_text(char *s, bool controls);
 
 typedef void (*admin_show_fn)(struct admin_ctx *x);
@@ -157,10 +158,10 @@ enum admin_kind {
 
 struct admin_parsed {
     enum admin_kind kind;
-    char cmd[16];              /* lower case */
-    char arg[ADMIN_MAX_ARG];   /* as written, quotes removed */
+    char cmd[16];            /* lower case */
+    char arg[ADMIN_MAX_ARG]; /* as written, quotes removed */
     bool has_arg;
-    char key[ADMIN_MAX_ARG];   /* SET: lower case */
+    char key[ADMIN_MAX_ARG]; /* SET: lower case */
     char value[ADMIN_MAX_VALUE];
 };
 

@@ -52,7 +52,7 @@
 #define ADMIN_SERVER_VERSION "16.0 (pgmux " PGMUX_VERSION ")"
 
 #define ADMIN_MAX_NAMED 64    /* prepared statements or portals per console client */
-#define ADMIN_KEEP_BUF 65536  /* output buffer kept between answers */
+#define ADMIN_KEEP_BUF  65536 /* output buffer kept between answers */
 
 /* A prepared statement or a portal of the extended protocol: its command text. */
 struct admin_named {
@@ -60,7 +60,6 @@ struct admin_named {
     char *name;
     char *query;
 };
-
 
 static bool admin_ready_done;
 static struct list admin_conns;
@@ -273,9 +272,8 @@ bool admin_login(struct pgsock *c, const char *user)
     bool is_admin = own || list_has(G.cfg->admin_users, user);
     bool is_stats = list_has(G.cfg->stats_users, user);
     if (!is_admin && !is_stats) {
-        client_disconnect(c, "28000",
-                          "not allowed: user \"%s\" is in neither admin_users nor stats_users",
-                          user);
+        client_disconnect(
+            c, "28000", "not allowed: user \"%s\" is in neither admin_users nor stats_users", user);
         return false;
     }
     struct admin_conn *ac = calloc(1, sizeof(*ac));
@@ -476,8 +474,7 @@ static void ext_bind(struct admin_conn *ac, struct pkt_reader *r)
     }
     for (uint16_t i = 0; i < nparams; i++) {
         int32_t len;
-        if (!reader_get_i32(r, &len) ||
-            (len > 0 && !reader_get_bytes(r, (size_t)len, &skip))) {
+        if (!reader_get_i32(r, &len) || (len > 0 && !reader_get_bytes(r, (size_t)len, &skip))) {
             ext_fail(ac, "08P01", "invalid Bind message");
             return;
         }

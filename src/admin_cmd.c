@@ -65,7 +65,7 @@ enum parse_result {
 enum tok {
     TOK_NONE, /* not there */
     TOK_OK,
-    TOK_BAD,  /* too long, unterminated or empty quote */
+    TOK_BAD, /* too long, unterminated or empty quote */
 };
 
 static bool is_blank(char ch)
@@ -266,12 +266,11 @@ static struct database *find_or_register_db(const char *name)
     return db && !db->dead ? db : NULL;
 }
 
-
 typedef void (*admin_cmd_fn)(struct admin_ctx *x, const struct admin_parsed *pc);
 
 #define CMD_ADMIN 1 /* admin_users only */
 #define CMD_NOARG 2 /* takes no argument (an argument is a syntax error) */
-#define CMD_ROWS 4  /* answers with a result set (SHOW, SELECT) */
+#define CMD_ROWS  4 /* answers with a result set (SHOW, SELECT) */
 
 struct admin_command {
     const char *name;
@@ -426,7 +425,7 @@ static void cmd_begin(struct admin_ctx *x, const struct admin_parsed *pc)
 static void cmd_commit(struct admin_ctx *x, const struct admin_parsed *pc)
 {
     complete(x, strcmp(pc->cmd, "rollback") == 0 || strcmp(pc->cmd, "abort") == 0 ? "ROLLBACK"
-                                                                                   : "COMMIT");
+                                                                                  : "COMMIT");
 }
 
 static void cmd_pause(struct admin_ctx *x, const struct admin_parsed *pc)
@@ -553,8 +552,8 @@ static void cmd_enable(struct admin_ctx *x, const struct admin_parsed *pc)
 /* Every server of the pool is replaced: unused ones now, the others when released. */
 static void tag_pool_dirty(struct pool *p)
 {
-    struct statlist *lists[] = {&p->new_servers, &p->active_servers, &p->tested_servers,
-                                &p->canceling_servers, &p->idle_servers, &p->used_servers};
+    struct statlist *lists[] = {&p->new_servers,       &p->active_servers, &p->tested_servers,
+                                &p->canceling_servers, &p->idle_servers,   &p->used_servers};
     for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
         struct list *item;
         for (item = lists[i]->head.next; item != &lists[i]->head; item = item->next)
@@ -823,7 +822,7 @@ static bool admin_resolve(const struct admin_parsed *pc, struct admin_plan *plan
 }
 
 bool admin_prepare(struct admin_ctx *x, const char *q, struct admin_parsed *pc,
-                          struct admin_plan *plan)
+                   struct admin_plan *plan)
 {
     enum parse_result r = admin_parse(q, pc);
     if (r == PARSE_OK && admin_resolve(pc, plan))
@@ -869,8 +868,7 @@ static void admin_set(struct admin_ctx *x, const struct admin_parsed *pc)
     complete(x, tag);
 }
 
-void admin_run(struct admin_ctx *x, const struct admin_parsed *pc,
-                      const struct admin_plan *plan)
+void admin_run(struct admin_ctx *x, const struct admin_parsed *pc, const struct admin_plan *plan)
 {
     switch (pc->kind) {
     case AK_EMPTY:

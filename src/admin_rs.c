@@ -19,10 +19,10 @@
 #include <time.h>
 
 /* PostgreSQL type OIDs (pg_type.dat). */
-#define OID_BYTEA 17
-#define OID_INT8 20
-#define OID_INT4 23
-#define OID_TEXT 25
+#define OID_BYTEA   17
+#define OID_INT8    20
+#define OID_INT4    23
+#define OID_TEXT    25
 #define OID_NUMERIC 1700
 
 /*==== Growable message buffer ====*/

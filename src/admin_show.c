@@ -219,8 +219,8 @@ static void show_state(struct admin_ctx *x)
 static void show_databases(struct admin_ctx *x)
 {
     if (!rs_begin(x, "ssissiiiissiiiiii", "name", "host", "port", "database", "force_user",
-                  "pool_size", "min_pool_size", "reserve_pool_size", "server_lifetime",
-                  "pool_mode", "load_balance_hosts", "max_connections", "current_connections",
+                  "pool_size", "min_pool_size", "reserve_pool_size", "server_lifetime", "pool_mode",
+                  "load_balance_hosts", "max_connections", "current_connections",
                   "max_client_connections", "current_client_connections", "paused", "disabled"))
         return;
     size_t n;
@@ -237,8 +237,7 @@ static void show_databases(struct admin_ctx *x)
                (int)lifetime,
                db->pool_mode != CONFIG_UNSET ? config_pool_mode_name(db->pool_mode) : NULL,
                db_load_balance(db), db_max_connections(db), db->server_count,
-               db_max_client_connections(db), db->client_count, (int)db->paused,
-               (int)db->disabled);
+               db_max_client_connections(db), db->client_count, (int)db->paused, (int)db->disabled);
     }
     free(dbs);
     rs_done(x, "SHOW");
@@ -247,9 +246,9 @@ static void show_databases(struct admin_ctx *x)
 static void show_pools(struct admin_ctx *x)
 {
     if (!rs_begin(x, "ssiiiiiiiiiiiiiss", "database", "user", "cl_active", "cl_waiting",
-                  "cl_active_cancel_req", "cl_waiting_cancel_req", "sv_active",
-                  "sv_active_cancel", "sv_being_canceled", "sv_idle", "sv_used", "sv_tested",
-                  "sv_login", "maxwait", "maxwait_us", "pool_mode", "load_balance_hosts"))
+                  "cl_active_cancel_req", "cl_waiting_cancel_req", "sv_active", "sv_active_cancel",
+                  "sv_being_canceled", "sv_idle", "sv_used", "sv_tested", "sv_login", "maxwait",
+                  "maxwait_us", "pool_mode", "load_balance_hosts"))
         return;
     size_t n;
     struct pool **pools = sorted_pools(&n);
@@ -261,8 +260,8 @@ static void show_pools(struct admin_ctx *x)
         uint64_t wait = pool_maxwait_us(p, now);
         /* Cancel requests are forwarded at once, never queued per pool: those are 0. */
         rs_row(x, "ssiiiiiiiiiiiiiss", p->db->name, p->user->name, p->active_clients.count,
-               p->waiting_clients.count + p->waiting_login.count, 0, 0, p->active_servers.count,
-               0, p->canceling_servers.count, p->idle_servers.count, p->used_servers.count,
+               p->waiting_clients.count + p->waiting_login.count, 0, 0, p->active_servers.count, 0,
+               p->canceling_servers.count, p->idle_servers.count, p->used_servers.count,
                p->tested_servers.count, p->new_servers.count, (int)(wait / 1000000),
                (int)(wait % 1000000), pool_mode_of(p), db_load_balance(p->db));
     }
@@ -421,20 +420,20 @@ static void socket_row(struct admin_ctx *x, const struct pgsock *s, const char *
     const char *app = app_idx >= 0 ? varcache_get(&s->vars, app_idx) : NULL;
 
     if (!debug) {
-        rs_row(x, "ssssssisiTTiiississii", s->is_server ? "S" : "C", user, db, "none", state,
-               raddr, rport, laddr, lport, s->connect_time, s->request_time,
-               (int)(wait_us / 1000000), (int)(wait_us % 1000000), (int)s->close_needed, ptr,
-               link, sock_remote_pid(s), "", app ? app : "", 0, (int)s->id);
+        rs_row(x, "ssssssisiTTiiississii", s->is_server ? "S" : "C", user, db, "none", state, raddr,
+               rport, laddr, lport, s->connect_time, s->request_time, (int)(wait_us / 1000000),
+               (int)(wait_us % 1000000), (int)s->close_needed, ptr, link, sock_remote_pid(s), "",
+               app ? app : "", 0, (int)s->id);
         return;
     }
     const struct iobuf *io = s->sbuf.buf;
     int recv_pos = io ? (int)io->recv_pos : 0, pkt_pos = io ? (int)io->parse_pos : 0;
     int send_pos = io ? (int)io->done_pos : 0;
     rs_row(x, "ssssssisiTTiiississiiiiiiiii", s->is_server ? "S" : "C", user, db, "none", state,
-           raddr, rport, laddr, lport, s->connect_time, s->request_time,
-           (int)(wait_us / 1000000), (int)(wait_us % 1000000), (int)s->close_needed, ptr, link,
-           sock_remote_pid(s), "", app ? app : "", 0, (int)s->id, recv_pos, pkt_pos,
-           (int)s->sbuf.pkt_remain, send_pos, 0, recv_pos - pkt_pos, pkt_pos - send_pos);
+           raddr, rport, laddr, lport, s->connect_time, s->request_time, (int)(wait_us / 1000000),
+           (int)(wait_us % 1000000), (int)s->close_needed, ptr, link, sock_remote_pid(s), "",
+           app ? app : "", 0, (int)s->id, recv_pos, pkt_pos, (int)s->sbuf.pkt_remain, send_pos, 0,
+           recv_pos - pkt_pos, pkt_pos - send_pos);
 }
 
 static bool socket_header(struct admin_ctx *x, bool debug)
@@ -446,10 +445,9 @@ static bool socket_header(struct admin_ctx *x, bool debug)
                         "remote_pid", "tls", "application_name", "prepared_statements", "id");
     return rs_begin(x, "ssssssisiTTiiississiiiiiiiii", "type", "user", "database", "replication",
                     "state", "addr", "port", "local_addr", "local_port", "connect_time",
-                    "request_time", "wait", "wait_us", "close_needed", "ptr", "link",
-                    "remote_pid", "tls", "application_name", "prepared_statements", "id",
-                    "recv_pos", "pkt_pos", "pkt_remain", "send_pos", "send_remain", "pkt_avail",
-                    "send_avail");
+                    "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid",
+                    "tls", "application_name", "prepared_statements", "id", "recv_pos", "pkt_pos",
+                    "pkt_remain", "send_pos", "send_remain", "pkt_avail", "send_avail");
 }
 
 /* only_busy: ACTIVE_SOCKETS lists only sockets with bytes in their buffer. */
@@ -550,15 +548,14 @@ static void fds_list(struct admin_ctx *x, const struct statlist *l)
         char addr[64];
         int port;
         sock_remote(s, addr, sizeof(addr), &port);
-        uint64_t key = ((uint64_t)proto_get_u32(s->cancel_key) << 32) |
-                       proto_get_u32(s->cancel_key + 4);
-        int enc = varcache_lookup("client_encoding"), ss = varcache_lookup(
-                                                            "standard_conforming_strings");
+        uint64_t key =
+            ((uint64_t)proto_get_u32(s->cancel_key) << 32) | proto_get_u32(s->cancel_key + 4);
+        int enc = varcache_lookup("client_encoding"),
+            ss = varcache_lookup("standard_conforming_strings");
         int ds = varcache_lookup("DateStyle"), tz = varcache_lookup("TimeZone");
         rs_row(x, "issssiqisssssbb", s->sbuf.fd, s->is_server ? "server" : "client",
-               s->pool ? s->pool->user->name : NULL, s->pool ? s->pool->db->name : NULL, addr,
-               port, key, s->link ? s->link->sbuf.fd : 0,
-               enc >= 0 ? varcache_get(&s->vars, enc) : NULL,
+               s->pool ? s->pool->user->name : NULL, s->pool ? s->pool->db->name : NULL, addr, port,
+               key, s->link ? s->link->sbuf.fd : 0, enc >= 0 ? varcache_get(&s->vars, enc) : NULL,
                ss >= 0 ? varcache_get(&s->vars, ss) : NULL,
                ds >= 0 ? varcache_get(&s->vars, ds) : NULL,
                tz >= 0 ? varcache_get(&s->vars, tz) : NULL, NULL, NULL, NULL);
@@ -567,9 +564,9 @@ static void fds_list(struct admin_ctx *x, const struct statlist *l)
 
 static void show_fds(struct admin_ctx *x)
 {
-    if (!rs_begin(x, "issssiqisssssbb", "fd", "task", "user", "database", "addr", "port",
-                  "cancel", "link", "client_encoding", "std_strings", "datestyle", "timezone",
-                  "password", "scram_client_key", "scram_server_key"))
+    if (!rs_begin(x, "issssiqisssssbb", "fd", "task", "user", "database", "addr", "port", "cancel",
+                  "link", "client_encoding", "std_strings", "datestyle", "timezone", "password",
+                  "scram_client_key", "scram_server_key"))
         return;
     fds_list(x, &G.login_clients);
     struct list *item;

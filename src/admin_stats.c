@@ -227,8 +227,8 @@ void admin_show_stats_averages(struct admin_ctx *x)
     /* The mix of names with and without avg_ is PgBouncer's. */
     if (!rs_begin(x, "sNNNNNNNNNNNN", "database", "server_assignment_count", "xact_count",
                   "query_count", "bytes_received", "bytes_sent", "xact_time", "query_time",
-                  "wait_time", "avg_client_parse_count", "avg_server_parse_count",
-                  "avg_bind_count", "avg_client_login_count"))
+                  "wait_time", "avg_client_parse_count", "avg_server_parse_count", "avg_bind_count",
+                  "avg_client_login_count"))
         return;
     size_t n;
     struct database **dbs = admin_sorted_dbs(&n);
@@ -263,10 +263,18 @@ void admin_show_totals(struct admin_ctx *x)
     free(dbs);
     counters_avg(&avg, &cur, &old);
     static const char *const names[] = {
-        "server_assignment_count", "xact_count",         "query_count",
-        "client_bytes",            "server_bytes",       "xact_time",
-        "query_time",              "wait_time",          "ps_client_parse_count",
-        "ps_server_parse_count",   "ps_bind_count",      "client_login_count",
+        "server_assignment_count",
+        "xact_count",
+        "query_count",
+        "client_bytes",
+        "server_bytes",
+        "xact_time",
+        "query_time",
+        "wait_time",
+        "ps_client_parse_count",
+        "ps_server_parse_count",
+        "ps_bind_count",
+        "client_login_count",
     };
     const uint64_t tv[] = {COUNTER_ARGS(cur)}, av[] = {COUNTER_ARGS(avg)};
     char name[64];
