@@ -113,6 +113,8 @@ HAD_VAR_LIB_CONTAINERS=0
 [[ -e /var/lib/containers ]] && HAD_VAR_LIB_CONTAINERS=1
 HAD_RUN_CONTAINERS=0
 [[ -e /run/containers ]] && HAD_RUN_CONTAINERS=1
+HAD_NETNS_MOUNT=0
+mountpoint -q /run/netns 2>/dev/null && HAD_NETNS_MOUNT=1
 HAD_NETAVARK_CHAINS=0
 iptables -S NETAVARK_FORWARD >/dev/null 2>&1 && HAD_NETAVARK_CHAINS=1
 
@@ -157,6 +159,12 @@ cleanup() {
         ((HAD_VAR_LIB_CONTAINERS)) || rm -rf /var/lib/containers
         ((HAD_RUN_CONTAINERS)) || rm -rf /run/containers
         ((HAD_NETAVARK_CHAINS)) || remove_netavark_chains
+        # podman bind-mounts /run/netns for network namespaces; undo it when
+        # this run made it and no namespace is left in it.
+        if ((!HAD_NETNS_MOUNT)) && mountpoint -q /run/netns 2>/dev/null &&
+            [[ -z $(ls -A /run/netns 2>/dev/null) ]]; then
+            umount /run/netns 2>/dev/null && rmdir /run/netns 2>/dev/null
+        fi
     fi
     exit "$rc"
 }
