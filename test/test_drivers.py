@@ -921,6 +921,44 @@ def test_wire_close_describe_flush(target):
     run_threads(4, client)
 
 
+def test_wire_postgresjs_pattern(target):
+    """postgres.js's way, on the wire, 6 clients: a new statement is sent as Parse + Describe +
+    Flush (no Sync), and its Bind/Execute/Sync goes out together with the next statement's
+    Parse/Describe/Flush; statements prepared earlier are Bind/Execute/Sync only."""
+    from pgmux_helpers import RawClient
+
+    def client(i):
+        r = RawClient(target.port)
+        try:
+            r.login(user=USER, password=PASSWORD, database=target.dbname)
+            names = [b"pjs%d_%d" % (i, k) for k in range(8)]
+            texts = [b"SELECT $1::int * %d + %d AS v" % (k + 1, i) for k in range(8)]
+            r.send(w_parse(names[0], texts[0]) + w_describe(b"S", names[0]) + W_FLUSH)
+            assert kinds(read_msgs(r, 3)) == "1tT"
+            for k in range(8):
+                batch = w_bind(names[k], [b"%d" % k]) + w_execute() + W_SYNC
+                if k + 1 < 8:
+                    batch += (w_parse(names[k + 1], texts[k + 1]) +
+                              w_describe(b"S", names[k + 1]) + W_FLUSH)
+                r.send(batch)
+                m = read_msgs(r)
+                assert kinds(m) == "2DCZ" and first_value(m) == str(k * (k + 1) + i), (i, k, m)
+                if k + 1 < 8:
+                    assert kinds(read_msgs(r, 3)) == "1tT", (i, k)
+            for rep in range(10):  # all prepared now: Bind/Execute/Sync, several per write
+                batch = b"".join(w_bind(names[k], [b"%d" % rep]) + w_execute() + W_SYNC
+                                 for k in range(8))
+                r.send(batch)
+                for k in range(8):
+                    m = read_msgs(r)
+                    assert kinds(m) == "2DCZ" and first_value(m) == str(rep * (k + 1) + i), \
+                        (i, rep, k, m)
+        finally:
+            r.close()
+
+    run_threads(6, client)
+
+
 # ---------------------------------------------------------------------------------------------
 # Server connections replaced under idle clients
 

@@ -31,6 +31,8 @@ async function main() {
     username: process.env.PGUSER,
     password: process.env.PGPASSWORD,
     connect_timeout: 20,
+    prepare: process.env.PGJS_PREPARE !== 'false', // 'false' only for diagnosing a failure
+    max: parseInt(process.env.PGJS_MAX || '10', 10),
     onnotice: () => {},
     debug: (conn, text) => { if (text.includes('pgmux_drv')) out.attempts += 1; },
   });
@@ -38,7 +40,12 @@ async function main() {
     out.queries += 1;
     if (!ok) {
       out.mismatches += 1;
-      if (out.examples.length < 10) out.examples.push(what);
+      if (out.examples.length < 10) {
+        // a snapshot now: what the driver handed over, with its column metadata
+        const r = what.r;
+        out.examples.push({ n: what.n, rows: JSON.stringify(r), length: r && r.length,
+          command: r && r.command, columns: r && r.columns && r.columns.map((c) => c.name) });
+      }
     }
   };
   let rc = 0;
@@ -51,7 +58,7 @@ async function main() {
         switch (i % 4) {
           case 0:
             jobs.push(sql`select /* pgmux_drv */ ${n}::int + 1 as v, pg_backend_pid() as pid`
-              .then((r) => { pids.add(r[0].pid); check(r.length === 1 && r[0].v === n + 1, { n, r }); }));
+              .then((r) => { if (r[0]) pids.add(r[0].pid); check(r.length === 1 && r[0].v === n + 1, { n, r }); }));
             break;
           case 1:
             jobs.push(sql`select /* pgmux_drv */ ${'s' + n}::text || ${'!'}::text as s`
