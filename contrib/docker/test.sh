@@ -19,7 +19,11 @@
 #           a graceful stop during a running query;
 #        b. config from DATABASE_URL with awkward user, password and database;
 #        c. a mounted pgmux.ini winning over the environment;
-#   6. removes everything it made.
+#        d. a read-only root filesystem;
+#        e. pgmux --version, and the error without any configuration;
+#   6. removes everything it made (podman state, PostgreSQL, and the
+#      /var/lib/containers, /run/containers, /run/netns and netavark iptables
+#      leftovers when this run created them).
 #
 # Exit status: 0 all checks passed, 1 a check failed, 77 skipped (no root, no
 # podman and no way to install it, or podman cannot run containers here).
