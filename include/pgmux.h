@@ -95,6 +95,7 @@ struct pgsock {
     uint8_t last_status; /* server: status byte of the last ReadyForQuery */
     int rfq_expected;    /* server: ReadyForQuery messages still owed to the client */
     int syncs_since_exec; /* client: Syncs sent since the last Execute, -1 after a Query */
+    int ext_since_sync;  /* client: Parse/Bind/Describe/Execute/Close sent after its last Sync */
     int cancel_pending;  /* server: cancel requests in flight to it */
     uint64_t id;         /* monotonic, for logs and SHOW CLIENTS */
     struct pool *pool;   /* NULL for a client still in startup */

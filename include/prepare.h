@@ -35,11 +35,15 @@ bool ps_client_set(struct pgsock *c, const char *name, struct ps_entry *e);
 struct ps_entry *ps_client_get(const struct pgsock *c, const char *name);
 void ps_client_remove(struct pgsock *c, const char *name);
 void ps_client_clear(struct pgsock *c);
+/* Forget every name of this client that maps to e (its Parse failed). */
+void ps_client_remove_entry(struct pgsock *c, const struct ps_entry *e);
 int ps_client_count(const struct pgsock *c);
 
 /* Server cache: which entries are prepared on it (LRU). */
 bool ps_server_has(struct pgsock *s, struct ps_entry *e); /* and marks it recently used */
+/* Note a Parse of e just sent to s; ps_server_confirm() when its ParseComplete came. */
 bool ps_server_add(struct pgsock *s, struct ps_entry *e);
+void ps_server_confirm(struct pgsock *s, struct ps_entry *e);
 void ps_server_remove(struct pgsock *s, struct ps_entry *e);
 /* The least recently used entry when the cache is at max, else NULL. */
 struct ps_entry *ps_server_victim(struct pgsock *s, int max);

@@ -143,7 +143,7 @@ static bool server_is_clean(const struct pgsock *s, const struct pgsock *c)
     /* The server must not hold half of a message from the client: a message
      * being skipped (Terminate) never reached it, one being forwarded did. */
     bool client_mid_message = (c->sbuf.pkt_remain > 0 && !c->sbuf.pkt_skip) ||
-                              !sbuf_nothing_pending(&c->sbuf);
+                              !sbuf_nothing_pending(&c->sbuf) || c->ext_since_sync > 0;
     return s->internal == SV_INT_NONE && s->rfq_expected == 0 && !s->copy_in &&
            s->last_status == 'I' && sbuf_is_empty(&s->sbuf) && !s->sbuf.wait_send &&
            !client_mid_message;
@@ -800,10 +800,17 @@ static bool ps_make_room(struct pgsock *c, struct pgsock *s)
     return true;
 }
 
-/* Slip a Parse of e in front of the current message; its answer is ours when skip. */
+/*
+ * Slip a Parse of e in front of the current message; its answer is ours when
+ * skip. A Close of the same name goes first: after an error in a pipeline
+ * PostgreSQL skips messages, so whether a skipped Parse or Close ran cannot
+ * be known, and "prepare whatever is there again" is always right.
+ */
 static bool ps_inject_parse(struct pgsock *c, struct pgsock *s, struct ps_entry *e, bool skip)
 {
-    if (!ps_make_room(c, s) || !ps_inject_msg(c, PqMsg_Parse, e->name, 0, e->body, e->body_len) ||
+    if (!ps_make_room(c, s) || !ps_inject_msg(c, PqMsg_Close, e->name, 'S', NULL, 0) ||
+        !ps_queue_push(s, PSQ_CLOSE, true, NULL) ||
+        !ps_inject_msg(c, PqMsg_Parse, e->name, 0, e->body, e->body_len) ||
         !ps_queue_push(s, PSQ_PARSE, skip, e) || !ps_server_add(s, e))
         return false;
     c->pool->stats.server_parse_count++;
@@ -832,20 +839,24 @@ static enum sbuf_result client_ps_parse(struct pgsock *c, struct pgsock *s, stru
     }
     if (!sbuf_inject_ready(&c->sbuf))
         return c->sbuf.closed ? SBUF_CLOSED : SBUF_RETRY;
+    struct ps_entry *old = ps_client_get(c, name);
+    if (old) {
+        /* PostgreSQL refuses to prepare a name twice (42P05) and keeps the
+         * first statement. Let it say so: Parse the existing entry under its
+         * server name where it is known to exist; the answer is the client's. */
+        if ((!ps_server_has(s, old) && !ps_inject_parse(c, s, old, true)) ||
+            !ps_inject_msg(c, PqMsg_Parse, old->name, 0, old->body, old->body_len) ||
+            !ps_queue_push(s, PSQ_PARSE, false, NULL))
+            return ps_fail(c);
+        sbuf_skip(&c->sbuf, hdr->total);
+        return SBUF_OK;
+    }
     struct ps_entry *e = ps_entry_get(r.pos, (uint32_t)reader_left(&r));
     if (!e)
         return ps_fail(c);
-    bool ok = ps_client_set(c, name, e);
-    if (ok && ps_server_has(s, e)) {
-        /* Prepared here already (maybe by another client): Close + Parse keeps
-         * PostgreSQL quiet and gives this client its own ParseComplete. */
-        ok = ps_inject_msg(c, PqMsg_Close, e->name, 'S', NULL, 0) &&
-             ps_queue_push(s, PSQ_CLOSE, true, NULL) &&
-             ps_inject_msg(c, PqMsg_Parse, e->name, 0, e->body, e->body_len) &&
-             ps_queue_push(s, PSQ_PARSE, false, e);
-    } else if (ok) {
-        ok = ps_inject_parse(c, s, e, false);
-    }
+    /* Even when the server has it (maybe from another client), Close + Parse
+     * gives this client its own ParseComplete without a "already exists". */
+    bool ok = ps_client_set(c, name, e) && ps_inject_parse(c, s, e, false);
     ps_entry_put(e);
     if (!ok)
         return ps_fail(c);
@@ -997,6 +1008,24 @@ static enum sbuf_result client_active_pkt(struct pgsock *c, struct pkt_hdr *hdr)
         return SBUF_PAUSE; /* SET of tracked parameters still running */
 
     struct pool *p = c->pool;
+    /* Extended-protocol messages after the last Sync still owe answers: the
+     * server must stay linked past the ReadyForQuery of that Sync. */
+    switch (hdr->type) {
+    case PqMsg_Parse:
+    case PqMsg_Bind:
+    case PqMsg_Describe:
+    case PqMsg_Execute:
+    case PqMsg_Close:
+        c->ext_since_sync++;
+        break;
+    case PqMsg_Sync:
+    case PqMsg_Query:
+    case PqMsg_FunctionCall:
+        c->ext_since_sync = 0;
+        break;
+    default:
+        break;
+    }
     if (ps_active(c)) {
         enum sbuf_result res = SBUF_OK;
         bool done = true;

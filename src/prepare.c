@@ -29,6 +29,8 @@ struct ps_snode {
     struct ps_snode *next;
     struct list lru; /* head = most recently used */
     struct ps_entry *e;
+    bool present;    /* its ParseComplete arrived */
+    uint32_t seg;    /* Sync segment its Parse was sent in, while not present */
 };
 
 struct ps_qitem {
@@ -47,6 +49,7 @@ struct ps_state {
     struct list lru;
     struct ps_qitem *q; /* server: ring of outstanding requests */
     uint32_t q_head, q_len, q_cap;
+    uint32_t seg;       /* server: Sync/Query messages sent so far */
 };
 
 static struct ps_entry **entries;
@@ -239,6 +242,27 @@ void ps_client_clear(struct pgsock *c)
     st->c_count = 0;
 }
 
+void ps_client_remove_entry(struct pgsock *c, const struct ps_entry *e)
+{
+    struct ps_state *st = c->ps;
+    if (!st)
+        return;
+    for (uint32_t i = 0; i < st->cb_n; i++) {
+        struct ps_cname **pp = &st->cb[i];
+        while (*pp) {
+            struct ps_cname *cn = *pp;
+            if (cn->e == e) {
+                *pp = cn->next;
+                ps_entry_put(cn->e);
+                free(cn);
+                st->c_count--;
+            } else {
+                pp = &cn->next;
+            }
+        }
+    }
+}
+
 int ps_client_count(const struct pgsock *c)
 {
     return c->ps ? c->ps->c_count : 0;
@@ -282,7 +306,10 @@ bool ps_server_has(struct pgsock *s, struct ps_entry *e)
     if (!st || !st->sb_n)
         return false;
     struct ps_snode *n = *snode_slot(st, e);
-    if (!n)
+    /* A Parse still in flight counts only inside its own Sync segment: if an
+     * earlier error makes PostgreSQL skip it, whatever follows in that segment
+     * is skipped too, but a later segment would find nothing. */
+    if (!n || (!n->present && n->seg != st->seg))
         return false;
     list_del(&n->lru);
     list_insert_after(&st->lru, &n->lru);
@@ -297,11 +324,16 @@ bool ps_server_add(struct pgsock *s, struct ps_entry *e)
     if ((uint32_t)st->s_count + 1 > st->sb_n && !smap_grow(st))
         return false;
     struct ps_snode **pp = snode_slot(st, e);
-    if (*pp)
+    if (*pp) {
+        if (!(*pp)->present)
+            (*pp)->seg = st->seg;
         return true;
+    }
     struct ps_snode *n = malloc(sizeof(*n));
     if (!n)
         return false;
+    n->present = false;
+    n->seg = st->seg;
     n->e = e;
     e->refcnt++;
     n->next = NULL;
@@ -309,6 +341,16 @@ bool ps_server_add(struct pgsock *s, struct ps_entry *e)
     list_insert_after(&st->lru, &n->lru);
     st->s_count++;
     return true;
+}
+
+void ps_server_confirm(struct pgsock *s, struct ps_entry *e)
+{
+    struct ps_state *st = s->ps;
+    if (!st || !st->sb_n)
+        return;
+    struct ps_snode *n = *snode_slot(st, e);
+    if (n)
+        n->present = true;
 }
 
 void ps_server_remove(struct pgsock *s, struct ps_entry *e)
@@ -379,6 +421,8 @@ bool ps_queue_push(struct pgsock *s, uint8_t type, bool skip, struct ps_entry *e
         st->q_head = 0;
     }
     struct ps_qitem *it = &st->q[(st->q_head + st->q_len) % st->q_cap];
+    if (type == PSQ_SYNC || type == PSQ_QUERY || type == PSQ_FUNC)
+        st->seg++;
     it->type = type;
     it->skip = skip;
     it->e = e;

@@ -586,7 +586,7 @@ static void sbuf_on_read(struct sbuf *sb)
         }
     }
     struct iobuf *io = sb->buf;
-    if (sb->big) {
+    if (sb->big && sb->big_have < sb->big_len) {
         /* Collecting a large message: read exactly its remaining bytes. */
         dst = sb->big + sb->big_have;
         room = sb->big_len - sb->big_have;
@@ -594,9 +594,10 @@ static void sbuf_on_read(struct sbuf *sb)
         if (io->recv_pos == io->cap)
             sbuf_compact(sb);
         if (io->recv_pos == io->cap) {
-            /* Full and nothing can move: a message its owner wants whole
-             * cannot be assembled. */
-            sb->proto(sb, SBUF_EV_PKT_TOO_BIG, NULL);
+            /* Full of bytes not yet looked at (we were resumed but the
+             * deferred processing has not run): process them first; a
+             * message wanted whole moves to a heap buffer there. */
+            sbuf_process(sb);
             return;
         }
         dst = io->data + io->recv_pos;
@@ -617,7 +618,7 @@ static void sbuf_on_read(struct sbuf *sb)
         sb->proto(sb, SBUF_EV_RECV_FAILED, NULL);
         return;
     }
-    if (sb->big)
+    if (sb->big && sb->big_have < sb->big_len)
         sb->big_have += (uint32_t)n;
     else
         io->recv_pos += (uint32_t)n;

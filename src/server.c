@@ -602,8 +602,10 @@ static enum sbuf_result server_ps_pkt(struct pgsock *s, struct pkt_hdr *hdr, boo
     *handled = false;
     switch (hdr->type) {
     case PqMsg_ParseComplete:
-        if (ps_queue_pop(s, PSQ_PARSE, &skip, &e))
+        if (ps_queue_pop(s, PSQ_PARSE, &skip, &e) && e) {
+            ps_server_confirm(s, e);
             ps_entry_put(e);
+        }
         break;
     case PqMsg_CloseComplete:
         ps_queue_pop(s, PSQ_CLOSE, &skip, NULL);
@@ -616,6 +618,11 @@ static enum sbuf_result server_ps_pkt(struct pgsock *s, struct pkt_hdr *hdr, boo
             ps_queue_pop(s, front, &skip, &e);
             if (e) {
                 ps_server_remove(s, e);
+                /* The client's own Parse failed: like PostgreSQL, the name does
+                 * not exist afterwards. (A Parse pgmux slipped in failing leaves
+                 * the client's statement in place, as a plan would stay.) */
+                if (!skip && s->link)
+                    ps_client_remove_entry(s->link, e);
                 ps_entry_put(e);
                 e = NULL;
             }
@@ -677,7 +684,7 @@ static enum sbuf_result server_active_pkt(struct pgsock *s, struct pkt_hdr *hdr)
         stats_query_done(p, (uint64_t)((loop_now() - c->query_start) * 1e6));
         if (status == 'I')
             stats_xact_end(c);
-        if (s->rfq_expected == 0 && !s->copy_in) {
+        if (s->rfq_expected == 0 && !s->copy_in && c->ext_since_sync == 0) {
             int mode = pool_mode(p);
             if (mode == POOL_STATEMENT && status != 'I') {
                 sbuf_skip(&s->sbuf, hdr->total);
