@@ -959,6 +959,42 @@ def test_wire_postgresjs_pattern(target):
     run_threads(6, client)
 
 
+def test_wire_reprepare_inside_aborted_pipeline(pgmux_factory, pg):
+    """One client, one server, max_prepared_statements=1: using s1 after s2 needs s1 prepared
+    on the server again. When that happens after an error in the same pipeline, the server
+    skips the pooler's own Parse too; the pooler must not count s1 as prepared there. Then
+    the next Bind of s1 (after Sync) works, and so do s2 and s1 again."""
+    from pgmux_helpers import RawClient
+
+    t = make_target(pgmux_factory, pg, settings={"default_pool_size": 1} if IS_PGBOUNCER else {
+        "default_pool_size": 1, "max_prepared_statements": 1})
+    r = RawClient(t.port)
+    try:
+        r.login(user=USER, password=PASSWORD, database=t.dbname)
+        r.send(w_parse(b"s1", b"SELECT 100 / $1::int") + w_parse(b"s2", b"SELECT $1::int + 1") +
+               W_SYNC)
+        assert kinds(read_msgs(r)) == "11Z"
+        for rep in range(3):
+            # s1 with 0 fails (at Bind: the custom plan folds 100 / 0), the rest is skipped
+            r.send(w_bind(b"s2", [b"1"]) + w_execute() + w_bind(b"s1", [b"0"]) + w_execute() +
+                   w_bind(b"s2", [b"5"]) + w_execute() + w_bind(b"s1", [b"4"]) + w_execute() +
+                   W_SYNC)
+            m = read_msgs(r)
+            assert kinds(m) == "2DCEZ" and sqlstate(m) == "22012", (rep, m)
+            r.send(w_bind(b"s2", [b"7"]) + w_execute() + w_bind(b"s1", [b"0"]) + w_execute() +
+                   w_bind(b"s1", [b"5"]) + w_execute() + W_SYNC)
+            m = read_msgs(r)
+            assert kinds(m) == "2DCEZ" and sqlstate(m) == "22012", (rep, m)
+            r.send(w_bind(b"s1", [b"4"]) + w_execute() + W_SYNC)
+            m = read_msgs(r)
+            assert kinds(m) == "2DCZ" and first_value(m) == "25", (rep, m)
+            r.send(w_bind(b"s2", [b"4"]) + w_execute() + W_SYNC)
+            m = read_msgs(r)
+            assert kinds(m) == "2DCZ" and first_value(m) == "5", (rep, m)
+    finally:
+        r.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # Server connections replaced under idle clients
 
