@@ -172,6 +172,27 @@ static void db_counters(const struct database *db, struct counters *cur, struct 
         memset(old, 0, sizeof(*old));
 }
 
+/*
+ * Databases with at least one pool, sorted by name: PgBouncer prints its
+ * statistics per pool, summed per database, so a database nobody has used
+ * yet has no row. Caller frees.
+ */
+static struct database **stats_dbs(size_t *n)
+{
+    size_t all, kept = 0;
+    struct database **dbs = admin_sorted_dbs(&all);
+    for (size_t i = 0; dbs && i < all; i++) {
+        bool used = dbs[i] == admin_database();
+        struct list *item;
+        for (item = G.pools.next; item != &G.pools && !used; item = item->next)
+            used = container_of(item, struct pool, head)->db == dbs[i];
+        if (used)
+            dbs[kept++] = dbs[i];
+    }
+    *n = kept;
+    return dbs;
+}
+
 /* The twelve values in PgBouncer's order. */
 #define COUNTER_ARGS(c)                                                                            \
     (c).assign, (c).xact, (c).query, (c).recv, (c).sent, (c).xact_us, (c).query_us, (c).wait_us,   \
@@ -189,7 +210,7 @@ void admin_show_stats(struct admin_ctx *x)
                   "avg_bind_count", "avg_client_login_count"))
         return;
     size_t n;
-    struct database **dbs = admin_sorted_dbs(&n);
+    struct database **dbs = stats_dbs(&n);
     if (admin_oom(x, dbs))
         return;
     for (size_t i = 0; i < n; i++) {
@@ -210,7 +231,7 @@ void admin_show_stats_totals(struct admin_ctx *x)
                   "client_login_count"))
         return;
     size_t n;
-    struct database **dbs = admin_sorted_dbs(&n);
+    struct database **dbs = stats_dbs(&n);
     if (admin_oom(x, dbs))
         return;
     for (size_t i = 0; i < n; i++) {
@@ -231,7 +252,7 @@ void admin_show_stats_averages(struct admin_ctx *x)
                   "avg_client_login_count"))
         return;
     size_t n;
-    struct database **dbs = admin_sorted_dbs(&n);
+    struct database **dbs = stats_dbs(&n);
     if (admin_oom(x, dbs))
         return;
     for (size_t i = 0; i < n; i++) {
@@ -252,7 +273,7 @@ void admin_show_totals(struct admin_ctx *x)
     memset(&cur, 0, sizeof(cur));
     memset(&old, 0, sizeof(old));
     size_t n;
-    struct database **dbs = admin_sorted_dbs(&n);
+    struct database **dbs = stats_dbs(&n);
     if (admin_oom(x, dbs))
         return;
     for (size_t i = 0; i < n; i++) {
