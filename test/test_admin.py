@@ -1098,3 +1098,34 @@ def test_text_values_stay_valid_utf8(adm_factory):
              if x["database"] == DBNAME]
     assert names == ["bad??app"]
     r.close()
+
+
+def test_random_hostile_input(mux):
+    """Random token soup through Query, and random bodies in extended-protocol messages, from a
+    stats user (so no command can change anything): every one is answered, nothing is dropped."""
+    import random
+    rnd = random.Random(5)
+    tokens = ["SHOW", "SET", "SELECT", "PAUSE", "KILL", "SHUTDOWN", "RELOAD", "pools", "1", "=",
+              "TO", ";", ";;", "'", "''", '"', '""', "'a''b'", '"x""y"', "\t", "\n", " ",
+              "client_encoding", "default_pool_size", "x" * 70, "\u00e9", "\x00", "\x01", "$1",
+              "(", ")", "--", "/*", "*/", "WAIT_FOR_CLIENTS", "p0", "pgbouncer", "-1", "1.5"]
+    r = raw_admin(mux, STATS, STATS_PW)
+    for _ in range(400):
+        q = "".join(rnd.choice(tokens) + rnd.choice(["", " "]) for _ in range(rnd.randint(0, 8)))
+        q = q.replace("\x00", "")
+        r.send(RawClient.msg(b"Q", q.encode() + b"\0"))
+        msgs, how = r.collect(timeout=5)
+        assert how == "stop", (q, msgs)
+    kinds = [b"P", b"B", b"D", b"E", b"C", b"H"]
+    for _ in range(300):
+        batch = b""
+        for _ in range(rnd.randint(1, 4)):
+            body = bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 40)))
+            if rnd.random() < 0.5:
+                body = rnd.choice([b"", b"s\0", b"Ps\0", b"S\0"]) + body
+            batch += RawClient.msg(rnd.choice(kinds), body)
+        r.send(batch + SYNC)
+        msgs, how = r.collect(timeout=5)
+        assert how == "stop", msgs
+    assert r.query("SHOW VERSION")[0][0].startswith("pgmux")
+    assert mux.alive()
