@@ -361,7 +361,7 @@ def test_libpq_pipeline_parse_skipped_after_error(target):
 def test_asyncpg_default_cache_50_connections(target):
     """asyncpg with its default statement cache (named statements __asyncpg_stmt_N__, the same
     names on every connection): 50 connections at once, parameterized queries many times."""
-    import asyncpg
+    asyncpg = pytest.importorskip("asyncpg", reason="python3-asyncpg: run test/drivers/setup.sh")
 
     rounds = 30
 
@@ -400,7 +400,7 @@ def test_asyncpg_default_cache_50_connections(target):
 def test_asyncpg_prepare_describe(target):
     """conn.prepare() is Parse + Describe of a named statement; its parameter and column types
     must come back, and the statement must work from any server afterwards."""
-    import asyncpg
+    asyncpg = pytest.importorskip("asyncpg", reason="python3-asyncpg: run test/drivers/setup.sh")
 
     async def client(i):
         conn = await asyncpg.connect(host=target.host, port=target.port, user=USER,
@@ -427,7 +427,7 @@ def test_asyncpg_prepare_describe(target):
 def test_asyncpg_cache_eviction_closes(target):
     """More distinct queries than asyncpg's statement cache holds (100): asyncpg evicts and
     closes statements (Close messages) while it keeps preparing new ones, on 10 connections."""
-    import asyncpg
+    asyncpg = pytest.importorskip("asyncpg", reason="python3-asyncpg: run test/drivers/setup.sh")
 
     async def client(i):
         conn = await asyncpg.connect(host=target.host, port=target.port, user=USER,
