@@ -62,10 +62,14 @@ def test_pgbench_tpcb_consistency(pgmux_factory, pg, bench_db, protocol):
                          "LIKE 'idle in transaction%%'", [bench_db]) == 0
 
     wait_until(no_idle_tx, 5, msg="no idle-in-transaction backends")
-    # pgmux kept at most pool_size servers
-    n_servers = pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
-                          [bench_db])
-    assert n_servers <= 20
+    # pgmux keeps at most pool_size servers. Servers closed because pgbench's clients left
+    # mid-transaction at the end of -T are still exiting for a few milliseconds, so wait:
+    # servers pgmux really holds beyond the limit would stay (server_idle_timeout is long).
+    def n_servers():
+        return pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                         [bench_db])
+
+    wait_until(lambda: n_servers() <= 20, 5, msg="at most pool_size server connections")
     # consistency, directly on PostgreSQL
     sums = pg.sql("SELECT (SELECT sum(abalance) FROM pgbench_accounts), "
                   "(SELECT sum(bbalance) FROM pgbench_branches), "
