@@ -53,6 +53,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 PY=/usr/bin/python3
 
+# Real drivers for the prepared-statement matrix (node-postgres, postgres.js, PgJDBC, asyncpg).
+test/drivers/setup.sh >&2 || say "test/drivers/setup.sh failed: driver tests will be skipped"
+
 # --- build --------------------------------------------------------------------------------
 if [ "$SANITIZE" -eq 1 ]; then
     BUILD=build-asan
