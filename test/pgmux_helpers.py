@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -62,18 +63,26 @@ def make_owned_tmpdir(prefix):
 
 
 _used_ports = set()
+_port_rng = random.Random(os.getpid() ^ int(time.time()))
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 that nobody listens on now (never handed out twice per run)."""
-    for _ in range(100):
+    """A TCP port on 127.0.0.1 that nobody listens on now, never handed out twice per run.
+    Taken below the kernel's ephemeral range (32768+), so that an outgoing connection cannot
+    be sitting on it when PostgreSQL or pgmux binds it."""
+    for _ in range(1000):
+        port = _port_rng.randint(20000, 32000)
+        if port in _used_ports:
+            continue
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port not in _used_ports:
-            _used_ports.add(port)
-            return port
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _used_ports.add(port)
+        return port
     raise RuntimeError("no free port")
 
 

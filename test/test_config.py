@@ -337,3 +337,29 @@ def test_daemon_mode(pgmux_factory):
     with open(logfile, errors="replace") as f:
         txt = f.read()
     assert "Sanitizer" not in txt and "runtime error:" not in txt, txt
+
+
+def test_quiet_flag(pgmux_factory):
+    """-q: nothing is logged to stderr (no logfile set), and pgmux works."""
+    m = pgmux_factory(start=False)
+    m.start(args=["-q"])
+    c = m.connect(autocommit=True)
+    cur = c.cursor()
+    cur.execute("SELECT 'quiet'")
+    assert cur.fetchone() == ("quiet",)
+    c.close()
+    time.sleep(0.2)
+    assert m.log().strip() == "", m.log()
+
+
+def test_verbose_flag(pgmux_factory):
+    """-v: more logging than the default (debug lines appear for a client session)."""
+    quiet = pgmux_factory(settings={"log_connections": 0, "log_disconnections": 0})
+    loud = pgmux_factory(settings={"log_connections": 0, "log_disconnections": 0}, start=False)
+    loud.start(args=["-v", "-v"])
+    for m in (quiet, loud):
+        c = m.connect(autocommit=True)
+        c.cursor().execute("SELECT 1")
+        c.close()
+    time.sleep(0.3)
+    assert len(loud.log().splitlines()) > len(quiet.log().splitlines())
