@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * fuzz_client: the client message stream through the real state machine
+ * (client.c, sbuf.c, pool.c, admin*.c, scram.c...). Each input is what one
+ * client sends on a fresh connection: client_accept gets one end of a
+ * non-blocking socketpair as if listener.c had accepted it from 127.0.0.1,
+ * the input is written to the other end followed by EOF, and the real libev
+ * loop runs (without blocking) until the client is gone or a bounded number
+ * of iterations passed; whatever pgmux answers is read and dropped.
+ *
+ * With fuzz_core's configuration the stream can log in (trust users, the
+ * RFC 7677 SCRAM exchange for carol, a plain password for dave), reach the
+ * console as the stats user, or ask for db1, whose server never answers
+ * (connect fails at once), so server messages are not covered here.
+ * SSLRequest is answered 'N' (no TLS configured).
+ *
+ * Everything persists across inputs as it would across connections in one
+ * process (pools per user, caches), which is the point: a connection must
+ * not leave state behind that a later one trips on.
+ */
+#include "fuzz.h"
+#include "fuzz_core.h"
+#include "scram_vectors.h"
+
+#include "client.h"
+#include "pgmux.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_ITER 200
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    fuzz_core_init();
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int sv[2];
+    struct sockaddr_in sin;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        abort();
+    /* Room for the whole input: the write below must not block or be short. */
+    int sz = 1 << 20;
+    setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+    setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(40000);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    /* The first SCRAM exchange of this connection uses the RFC server nonce. */
+    scram_test_set_nonce(RFC_SNONCE);
+    client_accept(sv[0], (struct sockaddr *)&sin, sizeof(sin), false);
+
+    size_t off = 0;
+    while (off < size) {
+        ssize_t n = write(sv[1], data + off, size - off);
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    shutdown(sv[1], SHUT_WR);
+    fuzz_core_spin(sv[1], MAX_ITER);
+    close(sv[1]);
+    /* The peer is gone: let pgmux notice and free everything of this connection. */
+    fuzz_core_spin(-1, MAX_ITER);
+    scram_test_set_nonce(NULL);
+    return 0;
+}
