@@ -79,9 +79,9 @@ uint64_t stats_bucket_bound_us(int i);
 void stats_hist_add(struct stats_hist *h, uint64_t us);
 
 /* Called by the core at the points named. */
-void stats_query_done(struct pool *p, uint64_t us);  /* a ReadyForQuery answered a query */
-void stats_xact_done(struct pool *p, uint64_t us);   /* a transaction ended, lasting us */
-void stats_wait_done(struct pool *p, uint64_t us);   /* a waiting client got a server */
+void stats_query_done(struct pool *p, uint64_t us); /* a ReadyForQuery answered a query */
+void stats_xact_done(struct pool *p, uint64_t us);  /* a transaction ended, lasting us */
+void stats_wait_done(struct pool *p, uint64_t us);  /* a waiting client got a server */
 
 /*
  * A ReadyForQuery with status 'I' reached client c: its transaction (an

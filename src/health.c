@@ -47,10 +47,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define HEALTH_TICK 1.0          /* probe timer period */
-#define HEALTH_PROBE_INTERVAL 2.0 /* TCP probe and login retry spacing per database */
-#define HEALTH_PROBE_TIMEOUT 3.0  /* a TCP probe not connected by then failed */
-#define HEALTH_AUTH_RETRY 30.0    /* login retry spacing after an authentication failure */
+#define HEALTH_TICK           1.0  /* probe timer period */
+#define HEALTH_PROBE_INTERVAL 2.0  /* TCP probe and login retry spacing per database */
+#define HEALTH_PROBE_TIMEOUT  3.0  /* a TCP probe not connected by then failed */
+#define HEALTH_AUTH_RETRY     30.0 /* login retry spacing after an authentication failure */
 
 enum probe_state {
     PROBE_UNKNOWN = 0,
@@ -60,14 +60,14 @@ enum probe_state {
 
 /* Probe state of one database (databases are never freed, so the pointer stays valid). */
 struct db_probe {
-    ev_io io;              /* the TCP probe's connect, while fd >= 0 */
-    int fd;                /* owned; -1 when no probe is in flight */
+    ev_io io; /* the TCP probe's connect, while fd >= 0 */
+    int fd;   /* owned; -1 when no probe is in flight */
     struct database *db;
     double started;        /* start of the in-flight or last TCP probe */
     double last_login_try; /* last login retry started by health */
     unsigned open_tick;    /* tick in which a pool of the database had a server open */
     enum probe_state state;
-    char error[128];       /* why the last probe failed */
+    char error[128]; /* why the last probe failed */
     struct db_probe *next;
 };
 
@@ -226,8 +226,8 @@ bool health_pool_reachable(const struct pool *p, char *why, size_t len)
         return true;
     if (!p->last_login_ok) {
         if (why)
-            snprintf(why, len, "database %s (user %s) unreachable: %s", p->db->name,
-                     p->user->name, p->last_error[0] ? p->last_error : "server login failed");
+            snprintf(why, len, "database %s (user %s) unreachable: %s", p->db->name, p->user->name,
+                     p->last_error[0] ? p->last_error : "server login failed");
         return false;
     }
     const struct db_probe *pr = probe_find(p->db);
@@ -302,8 +302,7 @@ bool health_render(struct textbuf *tb)
                        ",\"used\":%d,\"idle\":%d,\"max\":%d,\"active_clients\":%d,"
                        "\"waiting\":%d,\"maxwait_seconds\":%.3f,\"last_error\":",
                        pool_server_count(p) - idle, idle, size >= INT_MAX / 2 ? 0 : size,
-                       p->active_clients.count,
-                       p->waiting_clients.count + p->waiting_login.count,
+                       p->active_clients.count, p->waiting_clients.count + p->waiting_login.count,
                        stats_pool_maxwait(p, now));
         textbuf_json_string(tb, p->last_login_ok ? "" : p->last_error);
         textbuf_puts(tb, "}");

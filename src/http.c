@@ -62,16 +62,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HTTP_MAX_LISTENERS 8
-#define HTTP_MAX_CONNS 64
-#define HTTP_HEAD_MAX 8192        /* request line + headers */
-#define HTTP_HEADER_TIMEOUT 10.0  /* from the first byte of a request to its blank line */
-#define HTTP_IDLE_TIMEOUT 60.0    /* keep-alive wait for the next request */
-#define HTTP_WRITE_TIMEOUT 30.0   /* for a response to drain */
-#define HTTP_TICK 1.0
-#define HTTP_ACCEPT_BATCH 16
-#define HTTP_RENDER_BUDGET 0.05  /* seconds of rendering allowed per second */
-#define HTTP_BIG_RESPONSE 65536   /* response buffers past this are freed after use */
+#define HTTP_MAX_LISTENERS  8
+#define HTTP_MAX_CONNS      64
+#define HTTP_HEAD_MAX       8192 /* request line + headers */
+#define HTTP_HEADER_TIMEOUT 10.0 /* from the first byte of a request to its blank line */
+#define HTTP_IDLE_TIMEOUT   60.0 /* keep-alive wait for the next request */
+#define HTTP_WRITE_TIMEOUT  30.0 /* for a response to drain */
+#define HTTP_TICK           1.0
+#define HTTP_ACCEPT_BATCH   16
+#define HTTP_RENDER_BUDGET  0.05  /* seconds of rendering allowed per second */
+#define HTTP_BIG_RESPONSE   65536 /* response buffers past this are freed after use */
 
 enum {
     SERVES_METRICS = 1,
@@ -85,13 +85,13 @@ struct http_listener {
 };
 
 struct http_conn {
-    ev_io io;           /* EV_READ, or EV_WRITE while writing */
-    struct list head;   /* in conns */
-    int fd;             /* owned */
+    ev_io io;         /* EV_READ, or EV_WRITE while writing */
+    struct list head; /* in conns */
+    int fd;           /* owned */
     unsigned serves;
-    bool writing;       /* a response is waiting for the socket to take it */
-    bool close_after;   /* close once the response is out */
-    double deadline;    /* loop clock after which the timer closes it */
+    bool writing;     /* a response is waiting for the socket to take it */
+    bool close_after; /* close once the response is out */
+    double deadline;  /* loop clock after which the timer closes it */
     struct sockaddr_storage peer;
     size_t in_len;      /* bytes in in[] */
     size_t scanned;     /* in[0..scanned) holds no head terminator */
@@ -184,8 +184,7 @@ static void http_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                log_warning("HTTP accept() failed: %s; not accepting for a while",
-                            strerror(errno));
+                log_warning("HTTP accept() failed: %s; not accepting for a while", strerror(errno));
                 suspend_accept();
             }
             return;
@@ -309,8 +308,8 @@ static const char *http_date(void)
  * Queue a whole response in c->out. extra holds more header lines, each
  * ending in CRLF, or is NULL. HEAD gets the headers only.
  */
-static void respond(struct http_conn *c, int code, const char *ctype, const char *body,
-                    size_t blen, bool head_only, const char *extra)
+static void respond(struct http_conn *c, int code, const char *ctype, const char *body, size_t blen,
+                    bool head_only, const char *extra)
 {
     for (size_t i = 0; i < N_CODES; i++)
         if (counted_codes[i] == code)
@@ -471,7 +470,7 @@ static bool scram_plain_matches(const char *secret, const char *password)
  * scraper's every request costs one SHA-256), and new ones are checked at
  * most every SCRAM_CHECK_SPACING seconds.
  */
-#define SCRAM_OK_CACHE 4
+#define SCRAM_OK_CACHE      4
 #define SCRAM_CHECK_SPACING 0.2
 
 static bool scram_check_cached(const char *user, const char *password, const char *secret)

@@ -38,7 +38,7 @@
 #include <unistd.h>
 
 #define POOLS_FOREACH(item) for ((item) = G.pools.next; (item) != &G.pools; (item) = (item)->next)
-#define POOL_OF(item) container_of(item, struct pool, head)
+#define POOL_OF(item)       container_of(item, struct pool, head)
 
 /*==== Helpers ====*/
 

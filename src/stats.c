@@ -25,7 +25,7 @@
 struct stats_global stats_global;
 
 static const uint64_t bounds_us[STATS_BUCKETS] = {
-    100,    250,    500,     1000,    2500,    5000,    10000,    25000,    50000,
+    100,    250,    500,    1000,    2500,    5000,    10000,    25000,    50000,
     100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 30000000, 60000000,
 };
 
@@ -240,12 +240,12 @@ static void stats_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         unsigned long long qps = per_second(cur.queries - last_totals.queries, secs);
         unsigned long long in = per_second(cur.bytes_in - last_totals.bytes_in, secs);
         unsigned long long out = per_second(cur.bytes_out - last_totals.bytes_out, secs);
-        unsigned long long xact_us = average(cur.xact_us - last_totals.xact_us,
-                                             cur.xacts - last_totals.xacts);
-        unsigned long long query_us = average(cur.query_us - last_totals.query_us,
-                                              cur.queries - last_totals.queries);
-        unsigned long long wait_us = average(cur.wait_us - last_totals.wait_us,
-                                             cur.assignments - last_totals.assignments);
+        unsigned long long xact_us =
+            average(cur.xact_us - last_totals.xact_us, cur.xacts - last_totals.xacts);
+        unsigned long long query_us =
+            average(cur.query_us - last_totals.query_us, cur.queries - last_totals.queries);
+        unsigned long long wait_us =
+            average(cur.wait_us - last_totals.wait_us, cur.assignments - last_totals.assignments);
         char fields[400];
         snprintf(fields, sizeof(fields),
                  "\"xacts_per_second\":%llu,\"queries_per_second\":%llu,"
