@@ -19,6 +19,8 @@ void pool_change_client_state(struct pgsock *c, enum sock_state st);
 void pool_change_server_state(struct pgsock *s, enum sock_state st);
 
 struct pool *pool_get(struct database *db, struct user *user);
+/* Empty lists and defaults for a pool the caller owns (pool_get, the admin console's). */
+void pool_init_struct(struct pool *p, struct database *db, struct user *user);
 
 /* Effective settings: user > database > global. */
 int pool_mode(const struct pool *p);

@@ -193,17 +193,9 @@ void pool_change_server_state(struct pgsock *s, enum sock_state st)
 
 /*==== Pools ====*/
 
-struct pool *pool_get(struct database *db, struct user *user)
+void pool_init_struct(struct pool *p, struct database *db, struct user *user)
 {
-    struct list *item;
-    for (item = G.pools.next; item != &G.pools; item = item->next) {
-        struct pool *p = container_of(item, struct pool, head);
-        if (p->db == db && p->user == user)
-            return p;
-    }
-    struct pool *p = calloc(1, sizeof(*p));
-    if (!p)
-        return NULL;
+    list_init(&p->head);
     p->db = db;
     p->user = user;
     statlist_init(&p->waiting_login);
@@ -216,6 +208,20 @@ struct pool *pool_get(struct database *db, struct user *user)
     statlist_init(&p->tested_servers);
     statlist_init(&p->canceling_servers);
     p->last_login_ok = true;
+}
+
+struct pool *pool_get(struct database *db, struct user *user)
+{
+    struct list *item;
+    for (item = G.pools.next; item != &G.pools; item = item->next) {
+        struct pool *p = container_of(item, struct pool, head);
+        if (p->db == db && p->user == user)
+            return p;
+    }
+    struct pool *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    pool_init_struct(p, db, user);
     list_insert_after(G.pools.prev, &p->head);
     return p;
 }
