@@ -12,6 +12,7 @@
  */
 #include "cancel.h"
 
+#include "admin.h"
 #include "config.h"
 #include "log.h"
 #include "loop.h"
@@ -173,6 +174,11 @@ void cancel_handle(const uint8_t key[8])
     if (!c) {
         stats_cancel(STATS_CANCEL_UNKNOWN_KEY);
         log_debug("cancel request for an unknown key");
+        return;
+    }
+    if (c->admin) {
+        /* Ctrl-C on a console resumes a PAUSE or SUSPEND, as in PgBouncer. */
+        admin_cancel_request(c);
         return;
     }
     struct pgsock *s = c->link;

@@ -6,6 +6,7 @@
  * Startup dies on any error (bad config names file and line); after the loop
  * starts nothing a client, a server or a reload does may end the process.
  */
+#include "admin.h"
 #include "authfile.h"
 #include "config.h"
 #include "control.h"
@@ -270,6 +271,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
             break;
         }
         log_info("got SIGUSR2, resuming");
+        admin_resume(); /* ends PAUSE and SUSPEND alike */
         G.paused = false;
         G.launch_needed = true;
         break;
