@@ -258,7 +258,10 @@ static bool client_parse_options(struct pgsock *c, const char *opts)
     }
     char *w = words;
     bool want_c = false;
-    for (int i = 0; i < n; i++, w += strlen(w) + 1) {
+    char *next;
+    for (int i = 0; i < n; i++, w = next) {
+        /* client_option() cuts the word at '=', so find the next one first. */
+        next = w + strlen(w) + 1;
         if (want_c) {
             want_c = false;
             if (!client_option(c, w))

@@ -200,42 +200,97 @@ bool varcache_same(const struct varcache *a, const struct varcache *b, int idx)
     return a->v[idx] == b->v[idx];
 }
 
+/*
+ * Can a search_path value go into SET as it is? Only a list of plain or
+ * double-quoted identifiers may: anything else (a ';', a quote, a backslash)
+ * is sent as one string literal, so a client cannot smuggle statements into
+ * pgmux's internal SET.
+ */
+static bool is_identifier_list(const char *s, uint32_t len)
+{
+    uint32_t i = 0;
+    bool want_item = true;
+    while (i < len) {
+        char ch = s[i];
+        if (ch == ' ') {
+            i++;
+        } else if (ch == ',' && !want_item) {
+            want_item = true;
+            i++;
+        } else if (ch == '"' && want_item) {
+            i++;
+            for (;;) {
+                if (i >= len)
+                    return false;
+                if (s[i] == '"') {
+                    if (i + 1 < len && s[i + 1] == '"') {
+                        i += 2;
+                        continue;
+                    }
+                    i++;
+                    break;
+                }
+                i++;
+            }
+            want_item = false;
+        } else if (want_item && ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                                 ch == '_' || ch == '$' || (unsigned char)ch >= 0x80)) {
+            while (i < len && ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+                               (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '$' ||
+                               (unsigned char)s[i] >= 0x80))
+                i++;
+            want_item = false;
+        } else {
+            return false;
+        }
+    }
+    return !want_item;
+}
+
 int varcache_build_set(const struct varcache *client, struct varcache *server, char *buf,
                        size_t cap)
 {
     size_t len = 0;
+    int changed[VAR_MAX];
+    int n_changed = 0;
+
+    /* Build the whole statement first; the server's cache changes only if it fits. */
     for (int i = 0; i < name_count; i++) {
         struct vstr *cv = client->v[i];
         if (!cv || cv == server->v[i])
             continue;
         const char *name = name_store[i];
-        bool raw = strcmp(name, "search_path") == 0; /* already a quoted list */
-        size_t need = 4 + strlen(name) + 1 + 2 * cv->len + 3 + 1;
+        bool raw = strcmp(name, "search_path") == 0 && is_identifier_list(cv->s, cv->len);
+        bool backslash = memchr(cv->s, '\\', cv->len) != NULL;
+        size_t need = 4 + strlen(name) + 2 + 2 * cv->len + 4;
         if (len + need + 1 > cap)
             return -1;
         len += (size_t)sprintf(buf + len, "SET %s=", name);
         if (raw) {
-            if (cv->len == 0) {
-                memcpy(buf + len, "''", 2);
-                len += 2;
-            } else {
-                memcpy(buf + len, cv->s, cv->len);
-                len += cv->len;
-            }
+            memcpy(buf + len, cv->s, cv->len);
+            len += cv->len;
         } else {
+            /* E'' makes backslashes mean the same whatever
+             * standard_conforming_strings the server has. */
+            if (backslash)
+                buf[len++] = 'E';
             buf[len++] = '\'';
             for (uint32_t k = 0; k < cv->len; k++) {
-                if (cv->s[k] == '\'')
-                    buf[len++] = '\'';
+                if (cv->s[k] == '\'' || (backslash && cv->s[k] == '\\'))
+                    buf[len++] = cv->s[k];
                 buf[len++] = cv->s[k];
             }
             buf[len++] = '\'';
         }
         buf[len++] = ';';
-        cv->refcnt++;
-        vstr_unref(server->v[i]);
-        server->v[i] = cv;
+        changed[n_changed++] = i;
     }
     buf[len] = 0;
+    for (int k = 0; k < n_changed; k++) {
+        int i = changed[k];
+        client->v[i]->refcnt++;
+        vstr_unref(server->v[i]);
+        server->v[i] = client->v[i];
+    }
     return (int)len;
 }

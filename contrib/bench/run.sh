@@ -12,7 +12,7 @@
 #   BENCH_WARMUP        seconds of warm-up pgbench per target before measuring [3]
 #   BENCH_IDLE_CLIENTS  idle logged-in clients for the RSS test, 0 to skip [5000]
 #   BENCH_SCALE         pgbench -i scale [10]
-#   BENCH_WORKLOADS     space-separated subset of: s20 s100 s500 tpcb50 connect20 [all]
+#   BENCH_WORKLOADS     space-separated subset of: s20 s100 s500 tpcb50 connect20 prep50 [all]
 #   BENCH_TARGETS       space-separated subset of: direct forwarder pgbouncer-deb pgbouncer-new pgmux
 #   PGBOUNCER           newest PgBouncer binary [~/.cache/pgmux-bench/pgbouncer/bin/pgbouncer,
 #                       as left by build-pgbouncer.sh, if present]
@@ -317,6 +317,7 @@ WORKLOADS=(
 	"s500|select-only c=500|-S -n -c 500"
 	"tpcb50|tpcb-like c=50|-n -c 50"
 	"connect20|select-only, connect per transaction (-C) c=20|-S -n -C -c 20"
+	"prep50|select-only, named prepared statements (-M prepared) c=50|-S -n -M prepared -c 50"
 )
 : >"$TMP/workloads.tsv"
 for w in "${WORKLOADS[@]}"; do

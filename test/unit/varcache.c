@@ -48,6 +48,19 @@ int main(void)
 
     varcache_set(&a, tz, "Europe/Paris");
     TAP_CHECK(varcache_build_set(&a, &b, buf, 10) == -1, "too small a buffer is reported");
+    TAP_CHECK(!varcache_same(&a, &b, tz), "a failed build leaves the server's values alone");
+
+    varcache_set(&a, sp, "x; BEGIN");
+    varcache_build_set(&a, &b, buf, sizeof(buf));
+    TAP_STR_EQ(buf, "SET TimeZone='Europe/Paris';SET search_path='x; BEGIN';",
+               "a search_path that is not an identifier list goes as one literal");
+    varcache_set(&a, app, "a\\b'c");
+    varcache_build_set(&a, &b, buf, sizeof(buf));
+    TAP_STR_EQ(buf, "SET application_name=E'a\\\\b''c';", "backslashes use E'' quoting");
+    varcache_set(&a, sp, "\"My \"\"Schema\"\"\" , public");
+    varcache_build_set(&a, &b, buf, sizeof(buf));
+    TAP_STR_EQ(buf, "SET search_path=\"My \"\"Schema\"\"\" , public;",
+               "quoted identifiers stay as a list");
 
     struct varcache c;
     memset(&c, 0, sizeof(c));
