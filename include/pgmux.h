@@ -73,6 +73,9 @@ struct pgaddr {
     uint8_t addr[16];
 };
 
+struct tls_ctx;
+struct hba;
+struct ident;
 struct client_login; /* client.c: startup and auth state, alive only during login */
 struct server_login; /* server.c: auth state, alive only during login */
 struct pool;
@@ -215,6 +218,11 @@ struct global {
     int shutdown_mode;  /* 0 none, 1 wait for servers, 2 wait for clients */
     double start_time;
     bool launch_needed; /* some pool may want a new server: checked in the ev_prepare hook */
+    /* Built from the config at startup and on reload (main.c); NULL = off / none. */
+    struct tls_ctx *client_tls; /* pgmux as TLS server towards clients */
+    struct tls_ctx *server_tls; /* pgmux as TLS client towards PostgreSQL */
+    struct hba *hba;            /* auth_hba_file, when auth_type = hba */
+    struct ident *ident;        /* auth_ident_file */
 };
 
 extern struct global G;

@@ -6,6 +6,11 @@
  * the incoming bytes into protocol messages, asks its owner what to do with
  * each header (forward, skip, handle whole, pause), and forwards in place
  * from the buffer the bytes arrived in.
+ *
+ * TLS: a socket may carry an SSL object (sbuf_tls_start). Every read and
+ * write then goes through OpenSSL instead of recv()/send(); the owner sees
+ * the same events and messages either way. The handshake runs from the loop
+ * and ends with SBUF_EV_TLS_READY or SBUF_EV_TLS_FAILED.
  */
 #ifndef PGMUX_SBUF_H
 #define PGMUX_SBUF_H
@@ -14,6 +19,8 @@
 #include <stdint.h>
 #include <ev.h>
 #include <sys/socket.h>
+#include <sys/types.h>
+#include <openssl/ssl.h>
 
 struct iobuf;
 struct sbuf;
@@ -26,6 +33,8 @@ enum sbuf_event {
     SBUF_EV_CONNECT_FAILED,
     SBUF_EV_FLUSH,        /* everything forwarded, buffer empty */
     SBUF_EV_PKT_TOO_BIG,  /* a message that must be seen whole does not fit */
+    SBUF_EV_TLS_READY,    /* the TLS handshake finished */
+    SBUF_EV_TLS_FAILED,   /* the TLS handshake failed; errno (see sbuf_strerror) says why */
 };
 
 /* What the owner decided about a message. */
@@ -58,11 +67,16 @@ struct sbuf {
     sbuf_proto_fn proto;
     uint32_t pkt_remain; /* bytes of the current message still to pass */
     uint8_t pkt_skip;    /* current message is being skipped, not forwarded */
-    uint8_t startup;     /* headers have no type byte (startup packets) */
+    uint8_t startup;     /* SBUF_STARTUP: headers have no type byte (startup packets);
+                          * SBUF_ONE_BYTE: the next message is one bare byte (SSLRequest answer) */
     uint8_t wait_send;   /* io is on dst->fd for EV_WRITE */
     uint8_t paused;      /* not reading: owner asked to pause */
     uint8_t connecting;  /* non-blocking connect in progress */
     uint8_t closed;
+    uint8_t tls_io;      /* TLS_IO_*: the watcher serves a handshake step or a read that wants write */
+    uint8_t tls_prebuf;  /* OpenSSL reads bytes received before the handshake first */
+    uint8_t tls_fatal;   /* OpenSSL failed: no close_notify, no more SSL calls */
+    SSL *ssl;            /* owned; NULL for plain TCP and Unix sockets */
     struct sbuf *next_cont; /* queue of sbufs to resume in the ev_prepare hook */
     uint8_t cont_queued;
     uint32_t pkt_then_forward; /* after the skipped part, forward this many bytes */
@@ -73,6 +87,10 @@ struct sbuf {
     uint8_t *big;
     uint32_t big_len, big_have;
 };
+
+/* Values of sbuf.startup besides 0 (typed messages). */
+#define SBUF_STARTUP 1
+#define SBUF_ONE_BYTE 2
 
 /* Resume every sbuf queued by sbuf_continue(); called from the ev_prepare hook. */
 void sbuf_run_continues(void);
@@ -121,7 +139,37 @@ bool sbuf_is_empty(const struct sbuf *sb);
 /* True when no parsed bytes are waiting to be forwarded. */
 bool sbuf_nothing_pending(const struct sbuf *sb);
 
-/* Stop the watcher, close the fd, give back the buffer. */
+/* Bytes received and not yet parsed, the current message included. */
+uint32_t sbuf_unparsed(const struct sbuf *sb);
+
+/*
+ * Start TLS on the connected socket. accept: pgmux is the TLS server (a
+ * client's connection), else the TLS client (towards PostgreSQL). With
+ * take_buffered, the unparsed received bytes are the first TLS bytes (direct
+ * TLS: the ClientHello was read as a startup packet): the owner's callback
+ * must then return without forward/skip. Otherwise nothing may be buffered
+ * (plaintext sent before the handshake is an attack; the caller refuses it).
+ * Nothing happens before the caller returns to the loop, so it can still set
+ * up the returned SSL (SNI); the result comes as SBUF_EV_TLS_READY or
+ * SBUF_EV_TLS_FAILED. NULL when the SSL object could not be made.
+ */
+SSL *sbuf_tls_start(struct sbuf *sb, SSL_CTX *ctx, bool accept, bool take_buffered)
+    __attribute__((warn_unused_result));
+
+/* strerror(), or what OpenSSL said for the last TLS failure (errno EPROTO). */
+const char *sbuf_strerror(int err);
+
+/*
+ * A non-blocking write of the owner's own queued output (the admin console),
+ * through TLS when the socket has it: bytes taken, or -1 with errno (EAGAIN:
+ * retry when the socket is writable, with the same bytes for TLS).
+ */
+ssize_t sbuf_write(struct sbuf *sb, const void *data, size_t len);
+
+/* SHOW CLIENTS/SERVERS tls column: "TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=X25519", or "". */
+void sbuf_tls_info(const struct sbuf *sb, char *buf, size_t len);
+
+/* Stop the watcher, close the fd, give back the buffer (and free the SSL object). */
 void sbuf_close(struct sbuf *sb);
 
 #endif

@@ -197,7 +197,8 @@ static bool ac_flush(struct admin_conn *ac)
     if (b->failed || fd < 0)
         return false;
     while (b->sent < b->len) {
-        ssize_t n = send(fd, b->data + b->sent, b->len - b->sent, MSG_NOSIGNAL);
+        /* Through the sbuf: a TLS client gets the bytes encrypted. */
+        ssize_t n = sbuf_write(&ac->c->sbuf, b->data + b->sent, b->len - b->sent);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

@@ -418,11 +418,13 @@ static void socket_row(struct admin_ctx *x, const struct pgsock *s, const char *
     }
     int app_idx = varcache_lookup("application_name");
     const char *app = app_idx >= 0 ? varcache_get(&s->vars, app_idx) : NULL;
+    char tls[128];
+    sbuf_tls_info(&s->sbuf, tls, sizeof(tls));
 
     if (!debug) {
         rs_row(x, "ssssssisiTTiiississii", s->is_server ? "S" : "C", user, db, "none", state, raddr,
                rport, laddr, lport, s->connect_time, s->request_time, (int)(wait_us / 1000000),
-               (int)(wait_us % 1000000), (int)s->close_needed, ptr, link, sock_remote_pid(s), "",
+               (int)(wait_us % 1000000), (int)s->close_needed, ptr, link, sock_remote_pid(s), tls,
                app ? app : "", 0, (int)s->id);
         return;
     }
@@ -431,7 +433,7 @@ static void socket_row(struct admin_ctx *x, const struct pgsock *s, const char *
     int send_pos = io ? (int)io->done_pos : 0;
     rs_row(x, "ssssssisiTTiiississiiiiiiiii", s->is_server ? "S" : "C", user, db, "none", state,
            raddr, rport, laddr, lport, s->connect_time, s->request_time, (int)(wait_us / 1000000),
-           (int)(wait_us % 1000000), (int)s->close_needed, ptr, link, sock_remote_pid(s), "",
+           (int)(wait_us % 1000000), (int)s->close_needed, ptr, link, sock_remote_pid(s), tls,
            app ? app : "", 0, (int)s->id, recv_pos, pkt_pos, (int)s->sbuf.pkt_remain, send_pos, 0,
            recv_pos - pkt_pos, pkt_pos - send_pos);
 }

@@ -3,11 +3,16 @@
  * client: one application connection seen from pgmux.
  *
  * Login (CL_LOGIN): the startup-phase packets have no type byte (sbuf
- * startup mode). SSLRequest and GSSENCRequest are answered 'N' (TLS comes
- * with the TLS issue), CancelRequest is routed by cancel.c, and a v3
+ * startup mode). SSLRequest is answered 'S' and followed by the TLS
+ * handshake when client TLS is on and this is not a Unix socket (bytes sent
+ * behind the SSLRequest are refused: they would be read as if they had come
+ * through TLS); a TLS ClientHello instead of a startup packet is
+ * PostgreSQL 17's direct TLS (ALPN "postgresql" required). GSSENCRequest is
+ * answered 'N', CancelRequest is routed by cancel.c, and a v3
  * StartupMessage is checked parameter by parameter like PgBouncer: tracked
  * parameters are remembered, ignore_startup_parameters are dropped, anything
- * else is refused. Then authentication against the auth_file, and the
+ * else is refused. Then authentication (auth_type, or the method of the
+ * first matching auth_hba_file line; cert and peer through ident maps), and the
  * welcome (the pool's cached ParameterStatus set with the client's own
  * values, our own BackendKeyData, ReadyForQuery).
  *
@@ -24,6 +29,7 @@
 #include "cancel.h"
 #include "config.h"
 #include "db.h"
+#include "hba.h"
 #include "log.h"
 #include "loop.h"
 #include "pktbuf.h"
@@ -33,6 +39,7 @@
 #include "scram.h"
 #include "server.h"
 #include "stats.h"
+#include "tls.h"
 #include "varcache.h"
 
 #include <errno.h>
@@ -40,11 +47,13 @@
 #include <netinet/tcp.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -63,6 +72,7 @@ struct client_login {
     struct database *db;
     bool is_admin; /* asked for the admin console database */
     bool user_known;
+    bool tls_direct; /* TLS without SSLRequest: ALPN "postgresql" is required */
     char secret[MAX_PASSWORD];
     uint8_t md5_salt[4];
     struct scram_secret scram_secret;
@@ -295,12 +305,63 @@ static bool send_negotiate(struct pgsock *c, const char **names, int n)
 
 static bool client_start_auth(struct pgsock *c);
 
+/* A TLS ClientHello where a startup packet should be: PostgreSQL 17's sslnegotiation=direct. */
+static enum sbuf_result client_direct_tls(struct pgsock *c)
+{
+    if (!G.client_tls || c->is_unix) {
+        slog_info(c, "direct TLS connection refused: TLS is not enabled for this listener");
+        client_disconnect(c, NULL, "direct TLS connection while TLS is off");
+        return SBUF_CLOSED;
+    }
+    /* The bytes read so far are the start of the ClientHello: OpenSSL gets them. */
+    if (!sbuf_tls_start(&c->sbuf, tls_ctx_ssl(G.client_tls), true, true)) {
+        client_disconnect(c, NULL, "could not start TLS");
+        return SBUF_CLOSED;
+    }
+    c->clogin->tls_direct = true;
+    return SBUF_OK;
+}
+
+/* SSLRequest: 'S' and the handshake when client TLS is on (not on Unix sockets), else 'N'. */
+static enum sbuf_result client_ssl_request(struct pgsock *c, struct pkt_hdr *hdr)
+{
+    bool tls = G.client_tls && !c->is_unix;
+    sbuf_skip(&c->sbuf, hdr->total);
+    if (hdr->total != 8) {
+        client_disconnect(c, NULL, "bad SSLRequest/GSSENCRequest");
+        return SBUF_CLOSED;
+    }
+    if (c->sbuf.ssl) {
+        client_disconnect(c, "08P01", "SSLRequest on an encrypted connection");
+        return SBUF_CLOSED;
+    }
+    if (tls && sbuf_unparsed(&c->sbuf) > hdr->total) {
+        /* They would be taken as if they had come through TLS (CVE-2021-23222). */
+        slog_warning(c, "refusing connection: unencrypted data after SSLRequest, "
+                        "possible man-in-the-middle attack");
+        client_disconnect(c, "08P01", "received unencrypted data after SSL request");
+        return SBUF_CLOSED;
+    }
+    if (!sbuf_answer(&c->sbuf, tls ? "S" : "N", 1)) {
+        client_disconnect(c, NULL, "bad SSLRequest/GSSENCRequest");
+        return SBUF_CLOSED;
+    }
+    if (tls && !sbuf_tls_start(&c->sbuf, tls_ctx_ssl(G.client_tls), true, false)) {
+        client_disconnect(c, NULL, "could not start TLS");
+        return SBUF_CLOSED;
+    }
+    return SBUF_OK;
+}
+
 static enum sbuf_result client_startup(struct pgsock *c, struct pkt_hdr *hdr)
 {
     struct client_login *cl = c->clogin;
     struct pkt_reader r;
     uint32_t code;
 
+    /* A TLS handshake record (0x16): no startup packet can start so (length > 369 MB). */
+    if (hdr->data[0] == 0x16 && !c->sbuf.ssl)
+        return client_direct_tls(c);
     if (hdr->total < 8 || hdr->total > PKT_STARTUP_MAX) {
         client_disconnect(c, "08P01", "invalid startup packet length");
         return SBUF_CLOSED;
@@ -313,7 +374,9 @@ static enum sbuf_result client_startup(struct pgsock *c, struct pkt_hdr *hdr)
         return SBUF_CLOSED;
     }
 
-    if (code == PKT_SSLREQ || code == PKT_GSSENCREQ) {
+    if (code == PKT_SSLREQ)
+        return client_ssl_request(c, hdr);
+    if (code == PKT_GSSENCREQ) {
         sbuf_skip(&c->sbuf, hdr->total);
         if (hdr->total != 8 || !sbuf_answer(&c->sbuf, "N", 1)) {
             client_disconnect(c, NULL, "bad SSLRequest/GSSENCRequest");
@@ -333,6 +396,11 @@ static enum sbuf_result client_startup(struct pgsock *c, struct pkt_hdr *hdr)
         client_disconnect(c, "0A000",
                           "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
                           code >> 16, code & 0xffff);
+        return SBUF_CLOSED;
+    }
+    /* client_tls_sslmode require and above: TCP logins need TLS (Unix sockets are exempt). */
+    if (!c->sbuf.ssl && !c->is_unix && tls_ctx_sslmode(G.client_tls) >= SSLMODE_REQUIRE) {
+        client_disconnect(c, "28000", "SSL required");
         return SBUF_CLOSED;
     }
 
@@ -450,10 +518,133 @@ static bool client_start_scram(struct pgsock *c)
     return send_auth(c, AUTH_REQ_SASL, mechs, sizeof(mechs));
 }
 
+/*
+ * auth_type = hba: the method of the first auth_hba_file line that matches,
+ * as an auth_type, and its map= name. -1 when refused (c is closed), with
+ * PostgreSQL's texts for "no line matched" and "a reject line matched".
+ */
+static int client_hba_method(struct pgsock *c, const char **map)
+{
+    struct client_login *cl = c->clogin;
+    struct sockaddr_storage ss;
+    struct hba_client hc;
+    char msg[512];
+    int line = 0;
+
+    memset(&ss, 0, sizeof(ss));
+    if (c->remote.family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        sin->sin_family = AF_INET;
+        memcpy(&sin->sin_addr, c->remote.addr, 4);
+    } else if (c->remote.family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        sin6->sin6_family = AF_INET6;
+        memcpy(&sin6->sin6_addr, c->remote.addr, 16);
+    } else {
+        ss.ss_family = AF_UNIX;
+    }
+    memset(&hc, 0, sizeof(hc));
+    hba_client_set_addr(&hc, (const struct sockaddr *)&ss);
+    hc.is_unix = c->is_unix;
+    hc.is_tls = c->sbuf.ssl != NULL;
+    hc.dbname = cl->dbname;
+    hc.user = cl->user;
+    switch (hba_match(G.hba, &hc, map, &line)) {
+    case HBA_TRUST:
+        return AUTH_TRUST;
+    case HBA_MD5:
+        return AUTH_MD5;
+    case HBA_PASSWORD:
+        return AUTH_PLAIN;
+    case HBA_SCRAM:
+        return AUTH_SCRAM;
+    case HBA_CERT:
+        return AUTH_CERT;
+    case HBA_PEER:
+        return AUTH_PEER;
+    default:
+        break;
+    }
+    hba_reject_message(&hc, line > 0, msg, sizeof(msg));
+    client_disconnect(c, "28000", "%s", msg);
+    return -1;
+}
+
+/*
+ * cert: a TLS client certificate verified against client_tls_ca_file whose
+ * CN is the user name, or maps to it through the ident map. PostgreSQL's
+ * texts; the detail goes to the log only.
+ */
+static bool client_auth_cert(struct pgsock *c, const char *map)
+{
+    struct client_login *cl = c->clogin;
+    SSL *ssl = c->sbuf.ssl;
+    char cn[256];
+
+    if (!ssl || !SSL_get0_peer_certificate(ssl) || SSL_get_verify_result(ssl) != X509_V_OK) {
+        client_disconnect(c, "28000", "connection requires a valid client certificate");
+        return false;
+    }
+    if (!tls_peer_cn(ssl, cn, sizeof(cn))) {
+        slog_info(c, "certificate authentication failed: no usable common name in the "
+                     "client certificate");
+        client_disconnect(c, "28000", "certificate authentication failed for user \"%s\"",
+                          cl->user);
+        return false;
+    }
+    if (!ident_match(G.ident, map, cn, cl->user)) {
+        if (map)
+            slog_info(c, "no match in usermap \"%s\" for user \"%s\" authenticated as \"%s\"",
+                      map, cl->user, cn);
+        else
+            slog_info(c, "provided user name (%s) and authenticated user name (%s) do not match",
+                      cl->user, cn);
+        client_disconnect(c, "28000", "certificate authentication failed for user \"%s\"",
+                          cl->user);
+        return false;
+    }
+    return client_login_ok(c);
+}
+
+/* peer (Unix socket): the connecting process's OS user is the user name, or maps to it. */
+static bool client_auth_peer(struct pgsock *c, const char *map)
+{
+    struct client_login *cl = c->clogin;
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    struct passwd pw, *res = NULL;
+    char buf[4096];
+
+    if (!c->is_unix || getsockopt(c->sbuf.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        slog_info(c, "could not get peer credentials: %s",
+                  c->is_unix ? strerror(errno) : "not a Unix socket");
+        goto failed;
+    }
+    if (getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &res) != 0 || !res) {
+        slog_info(c, "could not look up local user ID %ld", (long)cred.uid);
+        goto failed;
+    }
+    if (!ident_match(G.ident, map, pw.pw_name, cl->user)) {
+        if (map)
+            slog_info(c, "no match in usermap \"%s\" for user \"%s\" authenticated as \"%s\"",
+                      map, cl->user, pw.pw_name);
+        else
+            slog_info(c, "provided user name (%s) and authenticated user name (%s) do not match",
+                      cl->user, pw.pw_name);
+        goto failed;
+    }
+    return client_login_ok(c);
+failed:
+    client_disconnect(c, "28000", "Peer authentication failed for user \"%s\"", cl->user);
+    return false;
+}
+
 static bool client_start_auth(struct pgsock *c)
 {
     struct client_login *cl = c->clogin;
     const char *secret;
+    const char *map = NULL;
+    int method;
 
     cl->is_admin = admin_is_admin_db(cl->dbname);
     if (!cl->is_admin)
@@ -486,7 +677,13 @@ static bool client_start_auth(struct pgsock *c)
         cl->user_known = true;
     }
 
-    switch (G.cfg->auth_type) {
+    method = G.cfg->auth_type;
+    if (method == AUTH_HBA) {
+        method = client_hba_method(c, &map);
+        if (method < 0)
+            return false;
+    }
+    switch (method) {
     case AUTH_ANY:
         return client_login_ok(c);
     case AUTH_TRUST:
@@ -506,6 +703,10 @@ static bool client_start_auth(struct pgsock *c)
         return send_auth(c, AUTH_REQ_MD5, cl->md5_salt, 4);
     case AUTH_SCRAM:
         return client_start_scram(c);
+    case AUTH_CERT:
+        return client_auth_cert(c, map);
+    case AUTH_PEER:
+        return client_auth_peer(c, map);
     default:
         client_disconnect(c, "28000", "auth_type not supported yet by pgmux");
         return false;
@@ -1115,19 +1316,35 @@ static enum sbuf_result client_proto(struct sbuf *sb, enum sbuf_event ev, struct
     switch (ev) {
     case SBUF_EV_RECV_FAILED:
         if (errno)
-            client_disconnect(c, NULL, "client connection error: %s", strerror(errno));
+            client_disconnect(c, NULL, "client connection error: %s", sbuf_strerror(errno));
         else
             client_disconnect(c, NULL, "client unexpected eof");
         return SBUF_CLOSED;
     case SBUF_EV_SEND_FAILED:
         /* Forwarding to our server failed. */
         if (c->link)
-            server_disconnect(c->link, "send to server failed: %s", strerror(errno));
+            server_disconnect(c->link, "send to server failed: %s", sbuf_strerror(errno));
         else
             client_disconnect(c, NULL, "send failed");
         return SBUF_CLOSED;
     case SBUF_EV_PKT_TOO_BIG:
         client_disconnect(c, "08P01", "message too large for this connection state");
+        return SBUF_CLOSED;
+    case SBUF_EV_TLS_READY:
+        if (c->clogin && c->clogin->tls_direct && !tls_alpn_is_postgresql(c->sbuf.ssl)) {
+            slog_info(c, "direct TLS connection without ALPN \"postgresql\" refused");
+            client_disconnect(c, NULL, "direct TLS without ALPN");
+            return SBUF_CLOSED;
+        }
+        if (log_level >= LOG_LVL_DEBUG) {
+            char info[128];
+            sbuf_tls_info(&c->sbuf, info, sizeof(info));
+            slog_debug(c, "TLS established: %s", info);
+        }
+        return SBUF_OK;
+    case SBUF_EV_TLS_FAILED:
+        slog_info(c, "TLS handshake with client failed: %s", sbuf_strerror(errno));
+        client_disconnect(c, NULL, "TLS handshake failed");
         return SBUF_CLOSED;
     case SBUF_EV_FLUSH:
     case SBUF_EV_CONNECT_OK:

@@ -5,6 +5,8 @@
  *
  * Startup dies on any error (bad config names file and line); after the loop
  * starts nothing a client, a server or a reload does may end the process.
+ * TLS contexts, auth_hba_file and auth_ident_file follow the same rule: a
+ * reload that cannot load one of them keeps the running one and says why.
  */
 #include "admin.h"
 #include "authfile.h"
@@ -12,6 +14,7 @@
 #include "control.h"
 #include "db.h"
 #include "dns.h"
+#include "hba.h"
 #include "http.h"
 #include "iobuf.h"
 #include "janitor.h"
@@ -20,7 +23,9 @@
 #include "loop.h"
 #include "pgmux.h"
 #include "pool.h"
+#include "server.h"
 #include "stats.h"
+#include "tls.h"
 #include "varcache.h"
 
 #include <errno.h>
@@ -172,6 +177,102 @@ static void copy_key(struct config *dst, const struct config *src, const struct 
     }
 }
 
+/*
+ * Startup: build the TLS contexts and load the HBA and ident files; any
+ * error is fatal. Runs as the final user, as reloads do.
+ */
+static void load_tls_and_hba(void)
+{
+    char msg[700];
+    G.client_tls = tls_client_side_new(G.cfg, msg, sizeof(msg));
+    if (!G.client_tls && msg[0])
+        die("%s", msg);
+    G.server_tls = tls_server_side_new(G.cfg, msg, sizeof(msg));
+    if (!G.server_tls && msg[0])
+        die("%s", msg);
+    if (G.cfg->auth_type == AUTH_HBA) {
+        if (!G.cfg->auth_hba_file[0])
+            die("auth_type = hba needs auth_hba_file");
+        G.hba = hba_load(G.cfg->auth_hba_file, msg, sizeof(msg));
+        if (!G.hba)
+            die("auth_hba_file: %s", msg);
+    }
+    if (G.cfg->auth_ident_file[0]) {
+        G.ident = ident_load(G.cfg->auth_ident_file, msg, sizeof(msg));
+        if (!G.ident)
+            die("auth_ident_file: %s", msg);
+    }
+}
+
+/* Close every server connection as soon as it is not in use (server TLS settings changed). */
+static void recycle_all_servers(const char *why)
+{
+    struct list *pi;
+    for (pi = G.pools.next; pi != &G.pools; pi = pi->next) {
+        struct pool *p = container_of(pi, struct pool, head);
+        struct statlist *lists[] = {&p->new_servers,  &p->active_servers,    &p->used_servers,
+                                    &p->tested_servers, &p->canceling_servers, &p->idle_servers};
+        for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+            struct list *item, *tmp;
+            statlist_foreach_safe(item, tmp, lists[i])
+            {
+                struct pgsock *s = container_of(item, struct pgsock, head);
+                s->close_needed = true;
+                if (s->state == SV_IDLE || s->state == SV_USED)
+                    server_disconnect(s, "%s", why);
+            }
+        }
+    }
+}
+
+/*
+ * Reload: new TLS contexts (files are read again even when the settings are
+ * the same: rotated certificates), HBA rules and ident maps. Each one that
+ * fails to load keeps the running one. Live connections keep their own
+ * SSL objects; servers are recycled only when the server TLS settings
+ * changed (PgBouncer >= 1.24).
+ */
+static void reload_tls_and_hba(const struct config *old, const struct config *ncfg)
+{
+    char msg[700];
+    if (!tls_reload(&G.client_tls, ncfg, true, msg, sizeof(msg)))
+        log_error("client TLS not reloaded, keeping the previous TLS settings: %s", msg);
+    if (!tls_reload(&G.server_tls, ncfg, false, msg, sizeof(msg))) {
+        log_error("server TLS not reloaded, keeping the previous TLS settings: %s", msg);
+    } else if (!tls_settings_equal(old, ncfg, false)) {
+        log_info("server TLS settings changed, recycling server connections");
+        recycle_all_servers("server TLS settings changed");
+    }
+    if (ncfg->auth_type == AUTH_HBA) {
+        struct hba *h = NULL;
+        if (!ncfg->auth_hba_file[0])
+            snprintf(msg, sizeof(msg), "auth_type = hba needs auth_hba_file");
+        else
+            h = hba_load(ncfg->auth_hba_file, msg, sizeof(msg));
+        if (h) {
+            hba_free(G.hba);
+            G.hba = h;
+        } else {
+            log_error("auth_hba_file not reloaded, keeping the previous rules: %s", msg);
+        }
+    } else if (G.hba) {
+        hba_free(G.hba);
+        G.hba = NULL;
+    }
+    if (ncfg->auth_ident_file[0]) {
+        struct ident *id = ident_load(ncfg->auth_ident_file, msg, sizeof(msg));
+        if (id) {
+            ident_free(G.ident);
+            G.ident = id;
+        } else {
+            log_error("auth_ident_file not reloaded, keeping the previous maps: %s", msg);
+        }
+    } else if (G.ident) {
+        ident_free(G.ident);
+        G.ident = NULL;
+    }
+}
+
 /* Parse, validate and only then swap: a bad reload changes nothing. */
 bool pgmux_reload(char *errbuf, size_t errlen)
 {
@@ -218,6 +319,7 @@ bool pgmux_reload(char *errbuf, size_t errlen)
     G.authfile = naf;
     db_apply_config(ncfg);
     log_configure(ncfg);
+    reload_tls_and_hba(old, ncfg);
     config_free(old);
     if (old_af)
         authfile_free(old_af);
@@ -376,6 +478,7 @@ int main(int argc, char **argv)
         die("could not open the stats/health listeners");
     if (run_as)
         change_user(run_as);
+    load_tls_and_hba();
     if (daemon_mode)
         daemonize();
     write_pidfile(G.cfg->pidfile);

@@ -18,15 +18,31 @@
  * Resuming a paused socket is deferred to the loop's ev_prepare hook, so a
  * callback never re-enters another socket's processing while that socket is
  * still in the middle of its own.
+ *
+ * TLS: all socket I/O goes through two pairs of small functions, raw
+ * (recv/send, unchanged: no extra syscall or copy) and TLS (SSL_read/
+ * SSL_write). Differences the callers handle: OpenSSL may hold decrypted
+ * bytes of a record that did not fit our buffer, which libev cannot report,
+ * so they are drained whenever the socket is in a state to read
+ * (sbuf_tls_drain); SSL_read may need the socket writable and SSL_write may
+ * need it readable (the watcher is armed for what OpenSSL asked); a
+ * partial-write SSL_write takes at most one record, so a short write does
+ * not mean a full socket. A retried SSL_write gets the same bytes again:
+ * nothing moves done_pos until it succeeds. The handshake is one more
+ * watcher state (tls_io). Bytes received before a direct-TLS handshake (the
+ * ClientHello, read as if it were a startup packet) are given to OpenSSL
+ * through a memory BIO, replaced by the socket once it is empty.
  */
 #include "sbuf.h"
 
 #include "iobuf.h"
 #include "loop.h"
 #include "proto.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -35,13 +51,28 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 /* Injection buffers above this size are given back once sent. */
 #define SBUF_INJ_KEEP 8192
 
+/* sbuf.tls_io: what the watcher on the own fd is for, besides reading. */
+#define TLS_IO_HANDSHAKE 1
+#define TLS_IO_READ_WANTS_WRITE 2
+
+/* Reads per drain of OpenSSL's decrypted bytes; a record (16 KiB) needs far fewer. */
+#define TLS_DRAIN_MAX 64
+
 static struct sbuf *cont_head, *cont_tail;
+
+/* Why the last TLS call failed (errno is EPROTO then); one loop, one at a time. */
+static char tls_err[256];
+/* What the last SSL_write that would block waits for: EV_READ or EV_WRITE. */
+static int tls_want_ev;
 
 static void sbuf_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void sbuf_process(struct sbuf *sb);
+static void sbuf_on_read(struct sbuf *sb);
 
 /*==== Watcher ====*/
 
@@ -68,6 +99,161 @@ static void sbuf_unwatch(struct sbuf *sb)
 static bool inj_pending(const struct sbuf *sb)
 {
     return sb->inj_sent < sb->inj_len;
+}
+
+/*==== TLS operations ====*/
+
+/* Keep OpenSSL's reason for sbuf_strerror(); no SSL call may follow on this socket. */
+static void tls_failed(struct sbuf *sb, int ret)
+{
+    tls_error_string(sb->ssl, ret, tls_err, sizeof(tls_err));
+    sb->tls_fatal = 1;
+    errno = EPROTO;
+}
+
+/* SSL_read: bytes, 0 at EOF (errno 0), or -1 with errno (EAGAIN: later). */
+static ssize_t sbuf_tls_recv(struct sbuf *sb, void *buf, size_t len)
+{
+    int n;
+    ERR_clear_error();
+    n = SSL_read(sb->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(sb->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        /* OpenSSL must send something first and the socket is full. */
+        sb->tls_io = TLS_IO_READ_WANTS_WRITE;
+        sbuf_watch(sb, sb->fd, EV_WRITE);
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        sb->tls_fatal = 1; /* close_notify seen: nothing more to say */
+        errno = 0;
+        return 0;
+    case SSL_ERROR_SSL:
+        if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+            /* TCP closed without close_notify: for us an EOF like any other. */
+            ERR_clear_error();
+            sb->tls_fatal = 1;
+            errno = 0;
+            return 0;
+        }
+        break;
+    default:
+        break;
+    }
+    tls_failed(sb, n);
+    return -1;
+}
+
+/*
+ * SSL_write on sb: bytes taken (at most one record: partial writes are on),
+ * or -1 with errno; EAGAIN sets tls_want_ev, and the retry must offer the
+ * same bytes again.
+ */
+static ssize_t sbuf_tls_send(struct sbuf *sb, const void *buf, size_t len)
+{
+    int n;
+    if (sb->tls_fatal) {
+        errno = EPIPE;
+        return -1;
+    }
+    ERR_clear_error();
+    n = SSL_write(sb->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(sb->ssl, n)) {
+    case SSL_ERROR_WANT_WRITE:
+        tls_want_ev = EV_WRITE;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_READ:
+        tls_want_ev = EV_READ;
+        errno = EAGAIN;
+        return -1;
+    default:
+        tls_failed(sb, n);
+        return -1;
+    }
+}
+
+/* After the memory BIO with the early bytes ran dry, OpenSSL reads the socket. */
+static bool sbuf_tls_socket_rbio(struct sbuf *sb)
+{
+    BIO *b = BIO_new_socket(sb->fd, BIO_NOCLOSE);
+    if (!b)
+        return false;
+    SSL_set0_rbio(sb->ssl, b); /* frees the memory BIO */
+    sb->tls_prebuf = 0;
+    return true;
+}
+
+/*
+ * OpenSSL may hold decrypted bytes of a record that did not fit the buffer.
+ * The kernel has nothing more to report, so libev will not wake us: read
+ * them now, as long as the socket is in a state to read. A record is at most
+ * 16 KiB, so this ends quickly; the bound only guards against an owner that
+ * stops consuming without pausing.
+ */
+static void sbuf_tls_drain(struct sbuf *sb)
+{
+    for (int i = 0; i < TLS_DRAIN_MAX; i++) {
+        if (sb->closed || !sb->ssl || sb->paused || sb->wait_send || sb->connecting ||
+            sb->tls_io || sb->tls_fatal || SSL_pending(sb->ssl) <= 0)
+            return;
+        sbuf_on_read(sb);
+    }
+}
+
+/* One step of the handshake, from the loop. */
+static void sbuf_tls_handshake(struct sbuf *sb)
+{
+    for (;;) {
+        int r;
+        ERR_clear_error();
+        r = SSL_do_handshake(sb->ssl);
+        if (r == 1)
+            break;
+        int e = SSL_get_error(sb->ssl, r);
+        if (e == SSL_ERROR_WANT_READ) {
+            if (sb->tls_prebuf) {
+                if (!sbuf_tls_socket_rbio(sb)) {
+                    snprintf(tls_err, sizeof(tls_err), "out of memory");
+                    sb->tls_fatal = 1;
+                    errno = EPROTO;
+                    goto failed;
+                }
+                continue;
+            }
+            sbuf_watch(sb, sb->fd, EV_READ);
+            return;
+        }
+        if (e == SSL_ERROR_WANT_WRITE) {
+            sbuf_watch(sb, sb->fd, EV_WRITE);
+            return;
+        }
+        tls_failed(sb, r);
+        goto failed;
+    }
+    if (sb->tls_prebuf) {
+        /* The client sent more than its ClientHello before our answer. */
+        snprintf(tls_err, sizeof(tls_err), "unexpected data during the TLS handshake");
+        sb->tls_fatal = 1;
+        errno = EPROTO;
+        goto failed;
+    }
+    sb->tls_io = 0;
+    sbuf_watch(sb, sb->fd, EV_READ);
+    if (sb->proto(sb, SBUF_EV_TLS_READY, NULL) == SBUF_CLOSED || sb->closed)
+        return;
+    sbuf_tls_drain(sb);
+    return;
+failed:
+    sbuf_unwatch(sb);
+    sb->proto(sb, SBUF_EV_TLS_FAILED, NULL);
 }
 
 /*==== Public functions ====*/
@@ -146,7 +332,7 @@ void sbuf_continue(struct sbuf *sb)
     if (sb->closed)
         return;
     sb->paused = 0;
-    if (!sb->wait_send && !sb->connecting)
+    if (!sb->wait_send && !sb->connecting && !sb->tls_io)
         sbuf_watch(sb, sb->fd, EV_READ);
     if (sb->cont_queued)
         return;
@@ -168,8 +354,11 @@ void sbuf_run_continues(void)
             cont_tail = NULL;
         sb->cont_queued = 0;
         sb->next_cont = NULL;
-        if (!sb->closed && !sb->paused && !sb->wait_send && !sb->connecting)
+        if (!sb->closed && !sb->paused && !sb->wait_send && !sb->connecting) {
             sbuf_process(sb);
+            if (sb->ssl)
+                sbuf_tls_drain(sb);
+        }
     }
 }
 
@@ -179,7 +368,7 @@ bool sbuf_answer(struct sbuf *sb, const void *data, size_t len)
     if (sb->fd < 0 || sb->closed)
         return false;
     while (len > 0) {
-        ssize_t n = send(sb->fd, p, len, MSG_NOSIGNAL);
+        ssize_t n = sb->ssl ? sbuf_tls_send(sb, p, len) : send(sb->fd, p, len, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -189,6 +378,85 @@ bool sbuf_answer(struct sbuf *sb, const void *data, size_t len)
         len -= (size_t)n;
     }
     return true;
+}
+
+ssize_t sbuf_write(struct sbuf *sb, const void *data, size_t len)
+{
+    if (sb->fd < 0 || sb->closed) {
+        errno = EBADF;
+        return -1;
+    }
+    if (sb->ssl)
+        return sbuf_tls_send(sb, data, len);
+    return send(sb->fd, data, len, MSG_NOSIGNAL);
+}
+
+uint32_t sbuf_unparsed(const struct sbuf *sb)
+{
+    return sb->buf ? sb->buf->recv_pos - sb->buf->parse_pos : 0;
+}
+
+const char *sbuf_strerror(int err)
+{
+    if (err == EPROTO && tls_err[0])
+        return tls_err;
+    return strerror(err);
+}
+
+void sbuf_tls_info(const struct sbuf *sb, char *buf, size_t len)
+{
+    if (len == 0)
+        return;
+    buf[0] = '\0';
+    if (sb->ssl && SSL_is_init_finished(sb->ssl))
+        tls_info(sb->ssl, buf, len);
+}
+
+SSL *sbuf_tls_start(struct sbuf *sb, SSL_CTX *ctx, bool accept, bool take_buffered)
+{
+    uint32_t have = take_buffered ? sbuf_unparsed(sb) : 0;
+    BIO *mem = NULL, *sock = NULL;
+    SSL *ssl;
+
+    if (sb->ssl || sb->fd < 0 || sb->closed || !ctx)
+        return NULL;
+    ERR_clear_error();
+    ssl = SSL_new(ctx);
+    if (!ssl)
+        goto failed;
+    if (have == 0) {
+        if (SSL_set_fd(ssl, sb->fd) != 1)
+            goto failed;
+    } else {
+        mem = BIO_new(BIO_s_mem());
+        sock = BIO_new_socket(sb->fd, BIO_NOCLOSE);
+        if (!mem || !sock ||
+            BIO_write(mem, sb->buf->data + sb->buf->parse_pos, (int)have) != (int)have)
+            goto failed;
+        BIO_set_mem_eof_return(mem, -1); /* empty = "retry", not EOF */
+        SSL_set0_rbio(ssl, mem);
+        SSL_set0_wbio(ssl, sock);
+        mem = sock = NULL;
+        /* Those bytes are OpenSSL's now. */
+        sb->buf->recv_pos = sb->buf->parse_pos;
+        sb->tls_prebuf = 1;
+    }
+    if (accept)
+        SSL_set_accept_state(ssl);
+    else
+        SSL_set_connect_state(ssl);
+    sb->ssl = ssl;
+    sb->tls_io = TLS_IO_HANDSHAKE;
+    sb->tls_fatal = 0;
+    /* The first step runs from the loop: the socket is writable at once. */
+    sbuf_watch(sb, sb->fd, EV_WRITE);
+    return ssl;
+failed:
+    BIO_free(mem);
+    BIO_free(sock);
+    SSL_free(ssl);
+    ERR_clear_error();
+    return NULL;
 }
 
 bool sbuf_is_empty(const struct sbuf *sb)
@@ -212,6 +480,17 @@ static void sbuf_release_buf(struct sbuf *sb)
 void sbuf_close(struct sbuf *sb)
 {
     sbuf_unwatch(sb);
+    if (sb->ssl) {
+        if (!sb->tls_fatal && sb->fd >= 0 && SSL_is_init_finished(sb->ssl)) {
+            /* One close_notify, best effort: the socket is non-blocking. */
+            ERR_clear_error();
+            SSL_shutdown(sb->ssl);
+        }
+        ERR_clear_error();
+        SSL_free(sb->ssl);
+        sb->ssl = NULL;
+    }
+    sb->tls_io = sb->tls_prebuf = sb->tls_fatal = 0;
     if (sb->fd >= 0)
         close(sb->fd);
     sb->fd = -1;
@@ -278,7 +557,13 @@ static bool sbuf_flush(struct sbuf *sb)
             break;
         }
         ssize_t r;
-        if (n == 1) {
+        if (sb->dst->ssl) {
+            /* One region per SSL_write, at most a record each: a short write
+             * does not mean a full socket, so the loop goes on. */
+            r = sbuf_tls_send(sb->dst, iov[0].iov_base, iov[0].iov_len);
+            if (r > 0)
+                total = (size_t)r;
+        } else if (n == 1) {
             /* The common case: plain send() is cheaper than sendmsg(). */
             r = send(sb->dst->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
         } else {
@@ -293,7 +578,7 @@ static bool sbuf_flush(struct sbuf *sb)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 sb->wait_send = 1;
-                sbuf_watch(sb, sb->dst->fd, EV_WRITE);
+                sbuf_watch(sb, sb->dst->fd, sb->dst->ssl ? tls_want_ev : EV_WRITE);
                 return false;
             }
             sb->proto(sb, SBUF_EV_SEND_FAILED, NULL);
@@ -390,6 +675,17 @@ static bool sbuf_parse_header(struct sbuf *sb, const uint8_t *p, uint32_t avail,
 {
     uint32_t len;
     if (sb->startup) {
+        if (sb->startup == SBUF_ONE_BYTE) {
+            /* The answer to SSLRequest: one byte, no header. */
+            hdr->type = p[0];
+            hdr->len = 0;
+            hdr->total = 1;
+            hdr->data = p;
+            hdr->avail = 1;
+            hdr->complete = true;
+            hdr->collected = false;
+            return true;
+        }
         if (avail < 4)
             return false;
         len = proto_get_u32(p);
@@ -604,9 +900,13 @@ static void sbuf_on_read(struct sbuf *sb)
         room = io->cap - io->recv_pos;
     }
     ssize_t n;
-    do {
-        n = recv(sb->fd, dst, room, 0);
-    } while (n < 0 && errno == EINTR);
+    if (!sb->ssl) {
+        do {
+            n = recv(sb->fd, dst, room, 0);
+        } while (n < 0 && errno == EINTR);
+    } else {
+        n = sbuf_tls_recv(sb, dst, room);
+    }
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (sbuf_is_empty(sb))
@@ -635,11 +935,24 @@ static void sbuf_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         sbuf_on_connect(sb);
         return;
     }
+    if (sb->tls_io) {
+        if (sb->tls_io == TLS_IO_HANDSHAKE) {
+            sbuf_tls_handshake(sb);
+            return;
+        }
+        if (!sb->wait_send) {
+            /* A read that needed the socket writable: it is now, read again. */
+            sb->tls_io = 0;
+            sbuf_watch(sb, sb->fd, EV_READ);
+        }
+    }
     if (sb->wait_send) {
         if (!sbuf_flush(sb) || sb->closed)
             return;
         /* Drained: carry on with whatever is still buffered. */
         sbuf_process(sb);
+        if (sb->ssl)
+            sbuf_tls_drain(sb);
         return;
     }
     if (sb->paused) {
@@ -647,4 +960,6 @@ static void sbuf_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     sbuf_on_read(sb);
+    if (sb->ssl)
+        sbuf_tls_drain(sb);
 }

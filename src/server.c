@@ -13,6 +13,13 @@
  * them). When a ReadyForQuery with status 'I' arrives and nothing is owed,
  * the transaction is over: the server is released once the bytes reached
  * the client (the sbuf FLUSH event), in transaction and statement mode.
+ *
+ * TLS (server_tls_sslmode other than disable, TCP only): the connection
+ * starts with SSLRequest, whose one-byte answer is read in the sbuf's
+ * one-byte mode. 'S' starts the handshake (SNI set; verify-full then checks
+ * the host name), 'N' goes on in plain text unless the mode is require or
+ * above; any byte behind the answer is refused, since it did not come
+ * through TLS. The StartupMessage follows the handshake.
  */
 #include "server.h"
 
@@ -29,6 +36,7 @@
 #include "proto.h"
 #include "scram.h"
 #include "stats.h"
+#include "tls.h"
 #include "varcache.h"
 
 #include <errno.h>
@@ -41,6 +49,8 @@
 struct server_login {
     struct scram_client scram;
     bool scram_started;
+    bool ssl_requested; /* SSLRequest sent, its one-byte answer not seen yet */
+    int tls_mode;       /* server_tls_sslmode of the context the handshake uses */
     uint8_t *params; /* raw ParameterStatus messages, kept for the pool's welcome */
     size_t params_len, params_cap;
 };
@@ -193,6 +203,82 @@ static bool server_send_startup(struct pgsock *s)
     if (pb.failed)
         return false;
     return sbuf_answer(&s->sbuf, pb.buf, pb.len);
+}
+
+/* TLS towards PostgreSQL is on and this is TCP: ask first, the answer is one bare byte. */
+static bool server_send_ssl_request(struct pgsock *s)
+{
+    uint8_t mem[16];
+    struct pktbuf pb;
+    pktbuf_init(&pb, mem, sizeof(mem));
+    pktbuf_start(&pb, 0);
+    pktbuf_put_u32(&pb, PKT_SSLREQ);
+    pktbuf_finish(&pb);
+    s->slogin->ssl_requested = true;
+    s->sbuf.startup = SBUF_ONE_BYTE;
+    return !pb.failed && sbuf_answer(&s->sbuf, pb.buf, pb.len);
+}
+
+/* The answer to SSLRequest: 'S' = handshake, 'N' = plain text if the mode allows it. */
+static enum sbuf_result server_ssl_answer(struct pgsock *s, struct pkt_hdr *hdr)
+{
+    struct server_login *sl = s->slogin;
+    int mode = tls_ctx_sslmode(G.server_tls);
+    char msg[128];
+
+    sl->ssl_requested = false;
+    s->sbuf.startup = 0;
+    sbuf_skip(&s->sbuf, hdr->total);
+    if (sbuf_unparsed(&s->sbuf) > hdr->total) {
+        /* Bytes that did not come through TLS would be read as if they had. */
+        server_login_failed(s, "08P01", "received unencrypted data after SSL response", false);
+        return SBUF_CLOSED;
+    }
+    if (hdr->type == 'S') {
+        SSL *ssl = G.server_tls ? sbuf_tls_start(&s->sbuf, tls_ctx_ssl(G.server_tls), false, false)
+                                : NULL;
+        if (!ssl || !tls_set_sni(ssl, s->pool->db->host)) {
+            server_login_failed(s, "08006", "could not start TLS", false);
+            return SBUF_CLOSED;
+        }
+        sl->tls_mode = mode;
+        return SBUF_OK;
+    }
+    if (hdr->type == 'N') {
+        if (mode >= SSLMODE_REQUIRE) {
+            server_login_failed(s, "08006", "server does not support SSL, but SSL was required",
+                                true);
+            return SBUF_CLOSED;
+        }
+        if (!server_send_startup(s)) {
+            server_login_failed(s, "08006", "could not send startup packet", false);
+            return SBUF_CLOSED;
+        }
+        return SBUF_OK;
+    }
+    snprintf(msg, sizeof(msg), "received invalid response to SSL negotiation: byte %d",
+             hdr->type);
+    server_login_failed(s, "08P01", msg, false);
+    return SBUF_CLOSED;
+}
+
+/* The handshake finished: check the host name for verify-full, then log in. */
+static void server_tls_ready(struct pgsock *s)
+{
+    char err[300];
+    if (s->slogin->tls_mode == SSLMODE_VERIFY_FULL &&
+        !tls_verify_host(s->sbuf.ssl, s->pool->db->host, err, sizeof(err))) {
+        /* A wrong certificate will not fix itself: waiting clients get the error now. */
+        server_login_failed(s, "08006", err, true);
+        return;
+    }
+    if (log_level >= LOG_LVL_DEBUG) {
+        char info[128];
+        sbuf_tls_info(&s->sbuf, info, sizeof(info));
+        slog_debug(s, "TLS established: %s", info);
+    }
+    if (!server_send_startup(s))
+        server_login_failed(s, "08006", "could not send startup packet", false);
 }
 
 static bool server_send_password(struct pgsock *s, uint8_t type, const void *data, size_t len)
@@ -424,6 +510,8 @@ static void server_login_done(struct pgsock *s)
 static enum sbuf_result server_login_pkt(struct pgsock *s, struct pkt_hdr *hdr)
 {
     struct pkt_reader r;
+    if (s->slogin->ssl_requested)
+        return server_ssl_answer(s, hdr);
     if (!hdr->complete)
         return SBUF_NEED_MORE;
     reader_init(&r, hdr->data + 5, hdr->len);
@@ -766,11 +854,30 @@ static enum sbuf_result server_proto(struct sbuf *sb, enum sbuf_event ev, struct
 
     switch (ev) {
     case SBUF_EV_CONNECT_OK:
+        if (G.server_tls && !s->is_unix) {
+            if (!server_send_ssl_request(s)) {
+                server_login_failed(s, "08006", "could not send SSLRequest", false);
+                return SBUF_CLOSED;
+            }
+            return SBUF_OK;
+        }
         if (!server_send_startup(s)) {
             server_login_failed(s, "08006", "could not send startup packet", false);
             return SBUF_CLOSED;
         }
         return SBUF_OK;
+    case SBUF_EV_TLS_READY:
+        server_tls_ready(s);
+        return s->sbuf.closed ? SBUF_CLOSED : SBUF_OK;
+    case SBUF_EV_TLS_FAILED: {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "TLS handshake with server failed: %s",
+                 sbuf_strerror(errno));
+        /* A certificate that does not verify will not fix itself by retrying. */
+        bool cert = s->sbuf.ssl && SSL_get_verify_result(s->sbuf.ssl) != X509_V_OK;
+        server_login_failed(s, "08006", msg, cert);
+        return SBUF_CLOSED;
+    }
     case SBUF_EV_CONNECT_FAILED: {
         char msg[200];
         snprintf(msg, sizeof(msg), "connect failed: %s", strerror(errno));
@@ -782,7 +889,7 @@ static enum sbuf_result server_proto(struct sbuf *sb, enum sbuf_event ev, struct
             server_login_failed(s, "08006", "server closed the connection during login", false);
         } else {
             server_disconnect(s, "server closed the connection%s%s", errno ? ": " : "",
-                              errno ? strerror(errno) : "");
+                              errno ? sbuf_strerror(errno) : "");
         }
         return SBUF_CLOSED;
     case SBUF_EV_SEND_FAILED:
