@@ -47,6 +47,9 @@ void admin_janitor(void);
  */
 void admin_resume(void);
 
+/* SUSPEND is in force (readiness reports it). */
+bool admin_is_suspended(void);
+
 /*
  * A CancelRequest carried the key of console client c (Ctrl-C in psql): like
  * PgBouncer, that resumes a PAUSE or SUSPEND. For cancel.c's cancel_handle(),

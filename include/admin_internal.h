@@ -189,7 +189,6 @@ int admin_close_needed_left(const struct database *db); /* db NULL = all */
 void admin_close_all_servers(struct statlist *l, const char *why);
 
 /* SUSPEND: one step (true when every socket is quiet), and RESUME of everything. */
-bool admin_is_suspended(void);
 bool admin_suspend_step(double now);
 void admin_resume_all(void);
 

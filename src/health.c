@@ -10,8 +10,9 @@
  * database is reachable; otherwise 503 with the first reason found:
  *   1. "shutting down"  once SIGINT/SIGTERM (or SHUTDOWN) started a shutdown;
  *   2. "paused"         while PAUSE or SIGUSR1 holds (until RESUME/SIGUSR2);
- *   3. "max_client_conn reached" while a new client would be refused;
- *   4. "database D unreachable: ..." for the first pool whose database is
+ *   3. "suspended"      while SUSPEND holds (until RESUME/SIGUSR2);
+ *   4. "max_client_conn reached" while a new client would be refused;
+ *   5. "database D unreachable: ..." for the first pool whose database is
  *      not reachable. A pool's database is reachable when the pool has a
  *      logged-in server connection open, or else when its last server login
  *      succeeded (a pool that never tried counts as fine) and the latest
@@ -30,6 +31,8 @@
  * by server_idle_timeout like any other.
  */
 #include "health.h"
+
+#include "admin.h"
 
 #include "config.h"
 #include "loop.h"
@@ -248,6 +251,10 @@ bool health_ready(char *why, size_t len)
     }
     if (G.paused) {
         snprintf(why, len, "paused");
+        return false;
+    }
+    if (admin_is_suspended()) {
+        snprintf(why, len, "suspended");
         return false;
     }
     if (G.client_count >= G.cfg->max_client_conn) {

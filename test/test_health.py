@@ -123,3 +123,25 @@ def test_liveness_throughout_load(pgmux_factory):
     for c in conns:
         c.close()
     assert n > 0
+
+
+def test_suspend_resume(pgmux_factory):
+    """SUSPEND on the admin console makes readiness 503 "suspended" until RESUME."""
+    import psycopg2
+    from pgmux_helpers import default_userlist
+    ul = default_userlist()
+    ul["hadmin"] = "hadminpw"
+    m = obs_pgmux(pgmux_factory, settings={"admin_users": "hadmin"}, userlist=ul)
+    assert m.psql("SELECT 1") == "1"
+    con = psycopg2.connect(host="127.0.0.1", port=m.port, dbname="pgbouncer", user="hadmin",
+                           password="hadminpw", connect_timeout=10)
+    con.autocommit = True
+    try:
+        con.cursor().execute("SUSPEND")
+        assert ready(m) == (503, "not ready: suspended\n")
+        assert live(m) == 200
+        con.cursor().execute("RESUME")
+        wait_until(lambda: ready(m)[0] == 200, 10, msg="200 after RESUME")
+    finally:
+        con.close()
+    assert m.psql("SELECT 2") == "2"
