@@ -337,7 +337,7 @@ void pgmux_begin_shutdown(int mode, const char *why)
     }
     G.shutting_down = true;
     G.shutdown_mode = mode;
-    listener_stop(true);
+    listener_stop(false); /* the Unix socket stays open for the admin console */
     if (mode == 1)
         G.paused = true;
     log_info("%s: shutting down when %s", why,
