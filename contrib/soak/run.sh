@@ -41,7 +41,7 @@ die() { log "$*"; exit 2; }
 need=()
 [ -x "$PG_BIN/initdb" ] || need+=(postgresql-15)
 command -v pgbench >/dev/null || need+=(postgresql-client-15)
-python3 -c 'import psycopg2' 2>/dev/null || need+=(python3-psycopg2)
+/usr/bin/python3 -c "import psycopg2" 2>/dev/null || need+=(python3-psycopg2)
 command -v meson >/dev/null || need+=(meson ninja-build)
 if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
@@ -199,7 +199,7 @@ pgbench_loop tpcbext -c 4 -j 1 -M extended &
 PIDS+=($!)
 pgbench_loop select -c 8 -j 1 -M prepared -S &
 PIDS+=($!)
-python3 "$ROOT/contrib/soak/workload.py" "$PORT" "$DURATION" "$WORK/workload.json" "$IDLE_CLIENTS" \
+/usr/bin/python3 "$ROOT/contrib/soak/workload.py" "$PORT" "$DURATION" "$WORK/workload.json" "$IDLE_CLIENTS" \
     2> "$WORK/workload.log" &
 WORKLOAD_PID=$!
 PIDS+=($WORKLOAD_PID)
