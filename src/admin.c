@@ -104,19 +104,7 @@ static void admin_setup(void)
     }
 
     struct pool *p = &admin_the_pool;
-    list_init(&p->head);
-    p->db = db;
-    p->user = u;
-    statlist_init(&p->waiting_login);
-    statlist_init(&p->waiting_clients);
-    statlist_init(&p->active_clients);
-    statlist_init(&p->new_servers);
-    statlist_init(&p->idle_servers);
-    statlist_init(&p->active_servers);
-    statlist_init(&p->used_servers);
-    statlist_init(&p->tested_servers);
-    statlist_init(&p->canceling_servers);
-    p->last_login_ok = true;
+    pool_init_struct(p, db, u);
     p->welcome_ready = true;
 }
 
