@@ -594,8 +594,8 @@ static bool client_auth_cert(struct pgsock *c, const char *map)
     }
     if (!ident_match(G.ident, map, cn, cl->user)) {
         if (map)
-            slog_info(c, "no match in usermap \"%s\" for user \"%s\" authenticated as \"%s\"",
-                      map, cl->user, cn);
+            slog_info(c, "no match in usermap \"%s\" for user \"%s\" authenticated as \"%s\"", map,
+                      cl->user, cn);
         else
             slog_info(c, "provided user name (%s) and authenticated user name (%s) do not match",
                       cl->user, cn);
@@ -626,8 +626,8 @@ static bool client_auth_peer(struct pgsock *c, const char *map)
     }
     if (!ident_match(G.ident, map, pw.pw_name, cl->user)) {
         if (map)
-            slog_info(c, "no match in usermap \"%s\" for user \"%s\" authenticated as \"%s\"",
-                      map, cl->user, pw.pw_name);
+            slog_info(c, "no match in usermap \"%s\" for user \"%s\" authenticated as \"%s\"", map,
+                      cl->user, pw.pw_name);
         else
             slog_info(c, "provided user name (%s) and authenticated user name (%s) do not match",
                       cl->user, pw.pw_name);
@@ -878,8 +878,13 @@ static bool client_login_ok(struct pgsock *c)
         client_disconnect(c, "53200", "out of memory");
         return false;
     }
-    if (G.cfg->log_connections)
-        slog_info(c, "login attempt: db=%s user=%s", cl->dbname, cl->user);
+    if (G.cfg->log_connections) {
+        /* PgBouncer's line, tls= included. */
+        char tls[128];
+        sbuf_tls_info(&c->sbuf, tls, sizeof(tls));
+        slog_info(c, "login attempt: db=%s user=%s tls=%s", cl->dbname, cl->user,
+                  tls[0] ? tls : "no");
+    }
     free(c->clogin);
     c->clogin = NULL;
     c->pool = p;

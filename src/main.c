@@ -178,30 +178,38 @@ static void copy_key(struct config *dst, const struct config *src, const struct 
 }
 
 /*
- * Startup: build the TLS contexts and load the HBA and ident files; any
- * error is fatal. Runs as the final user, as reloads do.
+ * Startup: build the TLS contexts and load the HBA and ident files. Runs as
+ * the final user, as reloads do. False with msg set on any error.
  */
-static void load_tls_and_hba(void)
+static bool load_tls_and_hba(char *msg, size_t len)
 {
-    char msg[700];
-    G.client_tls = tls_client_side_new(G.cfg, msg, sizeof(msg));
+    G.client_tls = tls_client_side_new(G.cfg, msg, len);
     if (!G.client_tls && msg[0])
-        die("%s", msg);
-    G.server_tls = tls_server_side_new(G.cfg, msg, sizeof(msg));
+        return false;
+    G.server_tls = tls_server_side_new(G.cfg, msg, len);
     if (!G.server_tls && msg[0])
-        die("%s", msg);
+        return false;
     if (G.cfg->auth_type == AUTH_HBA) {
-        if (!G.cfg->auth_hba_file[0])
-            die("auth_type = hba needs auth_hba_file");
-        G.hba = hba_load(G.cfg->auth_hba_file, msg, sizeof(msg));
-        if (!G.hba)
-            die("auth_hba_file: %s", msg);
+        char err[600];
+        if (!G.cfg->auth_hba_file[0]) {
+            snprintf(msg, len, "auth_type = hba needs auth_hba_file");
+            return false;
+        }
+        G.hba = hba_load(G.cfg->auth_hba_file, err, sizeof(err));
+        if (!G.hba) {
+            snprintf(msg, len, "auth_hba_file: %s", err);
+            return false;
+        }
     }
     if (G.cfg->auth_ident_file[0]) {
-        G.ident = ident_load(G.cfg->auth_ident_file, msg, sizeof(msg));
-        if (!G.ident)
-            die("auth_ident_file: %s", msg);
+        char err[600];
+        G.ident = ident_load(G.cfg->auth_ident_file, err, sizeof(err));
+        if (!G.ident) {
+            snprintf(msg, len, "auth_ident_file: %s", err);
+            return false;
+        }
     }
+    return true;
 }
 
 /* Close every server connection as soon as it is not in use (server TLS settings changed). */
@@ -210,7 +218,7 @@ static void recycle_all_servers(const char *why)
     struct list *pi;
     for (pi = G.pools.next; pi != &G.pools; pi = pi->next) {
         struct pool *p = container_of(pi, struct pool, head);
-        struct statlist *lists[] = {&p->new_servers,  &p->active_servers,    &p->used_servers,
+        struct statlist *lists[] = {&p->new_servers,    &p->active_servers,    &p->used_servers,
                                     &p->tested_servers, &p->canceling_servers, &p->idle_servers};
         for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
             struct list *item, *tmp;
@@ -478,7 +486,13 @@ int main(int argc, char **argv)
         die("could not open the stats/health listeners");
     if (run_as)
         change_user(run_as);
-    load_tls_and_hba();
+    {
+        char msg[700];
+        if (!load_tls_and_hba(msg, sizeof(msg))) {
+            listener_close_all(); /* no stale Unix socket file behind */
+            die("%s", msg);
+        }
+    }
     if (daemon_mode)
         daemonize();
     write_pidfile(G.cfg->pidfile);

@@ -57,7 +57,7 @@
 #define SBUF_INJ_KEEP 8192
 
 /* sbuf.tls_io: what the watcher on the own fd is for, besides reading. */
-#define TLS_IO_HANDSHAKE 1
+#define TLS_IO_HANDSHAKE        1
 #define TLS_IO_READ_WANTS_WRITE 2
 
 /* Reads per drain of OpenSSL's decrypted bytes; a record (16 KiB) needs far fewer. */
@@ -201,8 +201,8 @@ static bool sbuf_tls_socket_rbio(struct sbuf *sb)
 static void sbuf_tls_drain(struct sbuf *sb)
 {
     for (int i = 0; i < TLS_DRAIN_MAX; i++) {
-        if (sb->closed || !sb->ssl || sb->paused || sb->wait_send || sb->connecting ||
-            sb->tls_io || sb->tls_fatal || SSL_pending(sb->ssl) <= 0)
+        if (sb->closed || !sb->ssl || sb->paused || sb->wait_send || sb->connecting || sb->tls_io ||
+            sb->tls_fatal || SSL_pending(sb->ssl) <= 0)
             return;
         sbuf_on_read(sb);
     }

@@ -51,7 +51,7 @@ struct server_login {
     bool scram_started;
     bool ssl_requested; /* SSLRequest sent, its one-byte answer not seen yet */
     int tls_mode;       /* server_tls_sslmode of the context the handshake uses */
-    uint8_t *params; /* raw ParameterStatus messages, kept for the pool's welcome */
+    uint8_t *params;    /* raw ParameterStatus messages, kept for the pool's welcome */
     size_t params_len, params_cap;
 };
 
@@ -235,8 +235,8 @@ static enum sbuf_result server_ssl_answer(struct pgsock *s, struct pkt_hdr *hdr)
         return SBUF_CLOSED;
     }
     if (hdr->type == 'S') {
-        SSL *ssl = G.server_tls ? sbuf_tls_start(&s->sbuf, tls_ctx_ssl(G.server_tls), false, false)
-                                : NULL;
+        SSL *ssl =
+            G.server_tls ? sbuf_tls_start(&s->sbuf, tls_ctx_ssl(G.server_tls), false, false) : NULL;
         if (!ssl || !tls_set_sni(ssl, s->pool->db->host)) {
             server_login_failed(s, "08006", "could not start TLS", false);
             return SBUF_CLOSED;
@@ -256,8 +256,7 @@ static enum sbuf_result server_ssl_answer(struct pgsock *s, struct pkt_hdr *hdr)
         }
         return SBUF_OK;
     }
-    snprintf(msg, sizeof(msg), "received invalid response to SSL negotiation: byte %d",
-             hdr->type);
+    snprintf(msg, sizeof(msg), "received invalid response to SSL negotiation: byte %d", hdr->type);
     server_login_failed(s, "08P01", msg, false);
     return SBUF_CLOSED;
 }
@@ -871,8 +870,7 @@ static enum sbuf_result server_proto(struct sbuf *sb, enum sbuf_event ev, struct
         return s->sbuf.closed ? SBUF_CLOSED : SBUF_OK;
     case SBUF_EV_TLS_FAILED: {
         char msg[300];
-        snprintf(msg, sizeof(msg), "TLS handshake with server failed: %s",
-                 sbuf_strerror(errno));
+        snprintf(msg, sizeof(msg), "TLS handshake with server failed: %s", sbuf_strerror(errno));
         /* A certificate that does not verify will not fix itself by retrying. */
         bool cert = s->sbuf.ssl && SSL_get_verify_result(s->sbuf.ssl) != X509_V_OK;
         server_login_failed(s, "08006", msg, cert);

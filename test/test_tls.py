@@ -67,6 +67,7 @@ def test_psql_verify_full_through_pgmux(pgmux_factory, certs):
     assert "SSL connection (protocol: TLSv1.3" in r.stdout, r.stdout
     r = psql_conninfo(conninfo(m, certs), "SELECT 40 + 2", password=USERS["testuser"])
     assert r.returncode == 0 and r.stdout.strip() == "42", r.stderr
+    m.wait_log(r"login attempt: db=p0 user=testuser tls=TLSv1\.3/", since_mark=False)
     # The host name is checked: a name the certificate does not carry fails in libpq.
     r = psql_conninfo(conninfo(m, certs, host="wrong.example"), "SELECT 1",
                       password=USERS["testuser"])
