@@ -37,6 +37,7 @@
 #include "prepare.h"
 #include "proto.h"
 #include "scram.h"
+#include "util.h"
 #include "server.h"
 #include "stats.h"
 #include "tls.h"
@@ -214,20 +215,11 @@ void client_disconnect(struct pgsock *c, const char *sqlstate, const char *fmt, 
 
 static bool csv_contains(const char *csv, const char *name)
 {
-    size_t n = strlen(name);
-    const char *p = csv;
-    while (p && *p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *start = p;
-        while (*p && *p != ',')
-            p++;
-        const char *end = p;
-        while (end > start && end[-1] == ' ')
-            end--;
-        if ((size_t)(end - start) == n && strncasecmp(start, name, n) == 0)
+    size_t n = strlen(name), len;
+    const char *p = csv ? csv : "", *item;
+    while (csv_next(&p, &item, &len))
+        if (len == n && strncasecmp(item, name, n) == 0)
             return true;
-    }
     return false;
 }
 

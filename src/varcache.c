@@ -9,6 +9,8 @@
  */
 #include "varcache.h"
 
+#include "util.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,21 +44,13 @@ void varcache_init_names(const char *track_extra)
         strncpy(name_store[name_count], fixed_names[i], sizeof(name_store[0]) - 1);
         name_count++;
     }
-    const char *p = track_extra ? track_extra : "";
-    while (*p && name_count < VAR_MAX) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *start = p;
-        while (*p && *p != ',')
-            p++;
-        const char *end = p;
-        while (end > start && end[-1] == ' ')
-            end--;
-        size_t n = (size_t)(end - start);
-        if (n == 0 || n >= sizeof(name_store[0]))
+    const char *p = track_extra ? track_extra : "", *item;
+    size_t n;
+    while (name_count < VAR_MAX && csv_next(&p, &item, &n)) {
+        if (n >= sizeof(name_store[0]))
             continue;
         char tmp[64];
-        memcpy(tmp, start, n);
+        memcpy(tmp, item, n);
         tmp[n] = 0;
         if (varcache_lookup(tmp) >= 0)
             continue;
