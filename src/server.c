@@ -938,12 +938,20 @@ void server_disconnect(struct pgsock *s, const char *fmt, ...)
     struct pgsock *c = s->link;
     if (c) {
         /* The client's transaction is gone with this server: it must not carry
-         * on as if it were still inside it, so it is disconnected too. */
+         * on as if it were still inside it, so it is disconnected too. If part
+         * of a message already went to the client, an ErrorResponse written
+         * now would become the rest of that message: close without one. */
+        bool mid_message = (s->sbuf.pkt_remain > 0 && !s->sbuf.pkt_skip) ||
+                           !sbuf_nothing_pending(&s->sbuf);
         s->link = NULL;
         c->link = NULL;
         c->sbuf.dst = NULL;
         s->sbuf.dst = NULL;
-        client_disconnect(c, "08006", "server connection lost: %s", reason);
+        if (mid_message)
+            client_disconnect(c, NULL, "server connection lost in the middle of a message: %s",
+                              reason);
+        else
+            client_disconnect(c, "08006", "server connection lost: %s", reason);
     }
     if (G.cfg->log_disconnections || s->state == SV_LOGIN)
         slog_info(s, "closing because: %s (age=%.0fs)", reason, loop_now() - s->connect_time);

@@ -415,8 +415,6 @@ def test_stalled_login_client_waits_then_runs(pgmux_factory, proxy):
     assert got == "ok"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 finding: on a server lost mid-message, pgmux "
-                   "appends its 08006 ErrorResponse after the half message it already forwarded")
 @pytest.mark.parametrize("cut", [30, 200])
 def test_issue_9_error_not_spliced_into_partial_message(pgmux_factory, proxy, cut):
     """The server's stream ends inside a 218-byte DataRow (cut bytes in). pgmux has passed
