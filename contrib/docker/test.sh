@@ -27,8 +27,6 @@
 #
 # Exit status: 0 all checks passed, 1 a check failed, 77 skipped (no root, no
 # podman and no way to install it, or podman cannot run containers here).
-# Checks of endpoints that this source tree does not implement yet are
-# reported as PENDING and do not fail the run.
 #
 # Environment:
 #   PGMUX_TEST_NO_APT=1        never run apt-get; skip when tools are missing
@@ -56,7 +54,7 @@ fatal() {
     exit 1
 }
 
-PASSED=0 FAILED=0 PENDING=0
+PASSED=0 FAILED=0
 pass() {
     PASSED=$((PASSED + 1))
     printf '  ok       %s\n' "$*"
@@ -64,10 +62,6 @@ pass() {
 fail() {
     FAILED=$((FAILED + 1))
     printf '  FAILED   %s\n' "$*"
-}
-pending() {
-    PENDING=$((PENDING + 1))
-    printf '  PENDING  %s\n' "$*"
 }
 
 # ---------------------------------------------------------------------------
@@ -367,8 +361,6 @@ http_get() {
     printf '%s\n%s' "$status" "$body"
 }
 
-# Does this source tree implement an HTTP path yet? (src/http.c is a placeholder until then)
-implemented() { grep -rqF -- "$1" "$CONTEXT/src" 2>/dev/null; }
 
 # ---------------------------------------------------------------------------
 # a. Config from DB_* and PGMUX_* variables
@@ -426,19 +418,15 @@ got=$(podman exec pgmux-test-env sh -c 'grep ^Uid: /proc/1/status; cat /proc/1/c
 resp=$(http_get "$H1" /health/ready)
 if [[ ${resp%%$'\n'*} =~ ^HTTP/1\.[01]\ 200 ]]; then
     pass "GET /health/ready: ${resp%%$'\n'*}"
-elif implemented /health/ready; then
-    fail "GET /health/ready: ${resp:-connection refused}"
 else
-    pending "GET /health/ready: ${resp:-connection refused} (not implemented yet: src/http.c is still a placeholder)"
+    fail "GET /health/ready: ${resp:-connection refused}"
 fi
 hc=$(podman image inspect --format '{{json .Config.Healthcheck}}' "$IMAGE" 2>/dev/null || true)
 [[ $hc == *pgmux-healthcheck* ]] && pass "image HEALTHCHECK: $hc" || fail "image HEALTHCHECK: $hc"
 if hcout=$(podman healthcheck run pgmux-test-env 2>&1); then
     pass "podman healthcheck run: healthy"
-elif implemented /health/ready; then
-    fail "podman healthcheck run: ${hcout:0:200}"
 else
-    pending "podman healthcheck run: unhealthy, as expected without /health/ready ($(podman exec pgmux-test-env /usr/local/bin/pgmux-healthcheck 2>&1 | head -n 1))"
+    fail "podman healthcheck run: ${hcout:0:200}"
 fi
 # Readiness follows PAUSE (SIGUSR1) and RESUME (SIGUSR2), and the image's check sees it.
 podman kill --signal USR1 pgmux-test-env >/dev/null
@@ -455,10 +443,8 @@ got=$(podman exec pgmux-test-env /usr/local/bin/pgmux-healthcheck 2>&1 | tr '\n'
 resp=$(http_get "$S1" /metrics)
 if [[ ${resp%%$'\n'*} =~ ^HTTP/1\.[01]\ 200 && $resp == *pgmux_* ]]; then
     pass "GET /metrics: ${resp%%$'\n'*}, $(grep -c '^pgmux_' <<<"$resp") pgmux_ samples"
-elif implemented /metrics; then
-    fail "GET /metrics: ${resp:-connection refused}"
 else
-    pending "GET /metrics: ${resp:-connection refused} (not implemented yet)"
+    fail "GET /metrics: ${resp:-connection refused}"
 fi
 
 # Graceful stop: a query running when the stop signal arrives must finish.
@@ -579,5 +565,5 @@ T_RUN=$((SECONDS - T_RUN))
 echo
 echo "image $IMAGE: $((IMAGE_SIZE / 1000000)) MB ($IMAGE_SIZE bytes); base ($BASE_HOW) $((BASE_SIZE / 1000000)) MB"
 echo "time: base image ${T_BASE}s, build ${T_BUILD}s, container checks ${T_RUN}s, total $((SECONDS - T0))s"
-echo "result: $PASSED passed, $FAILED failed, $PENDING pending"
+echo "result: $PASSED passed, $FAILED failed"
 ((FAILED == 0))
