@@ -509,44 +509,37 @@ static void cmd_suspend(struct admin_ctx *x, const struct admin_parsed *pc)
     defer(x, AW_SUSPEND, NULL);
 }
 
-static void cmd_disable(struct admin_ctx *x, const struct admin_parsed *pc)
+/* DISABLE and ENABLE: refuse or allow new client logins to one database. */
+static void set_disabled(struct admin_ctx *x, const struct admin_parsed *pc, bool disable)
 {
+    const char *cmd = disable ? "DISABLE" : "ENABLE";
     if (!pc->has_arg) {
         admin_ctx_error(x, "a database is required");
         return;
     }
-    log_info("DISABLE '%s' command issued", pc->arg);
-    struct database *db = find_or_register_db(pc->arg);
+    log_info("%s '%s' command issued", cmd, pc->arg);
+    /* DISABLE may name an auto-database not created yet, so that it stays refused. */
+    struct database *db = disable ? find_or_register_db(pc->arg) : find_db(pc->arg);
     if (!db) {
         admin_ctx_error(x, "no such database: %s", pc->arg);
         return;
     }
     if (db == admin_database()) {
-        admin_ctx_error(x, "cannot disable admin db: %s", pc->arg);
+        admin_ctx_error(x, "cannot %s admin db: %s", disable ? "disable" : "enable", pc->arg);
         return;
     }
-    db->disabled = true;
-    complete(x, "DISABLE");
+    db->disabled = disable;
+    complete(x, cmd);
+}
+
+static void cmd_disable(struct admin_ctx *x, const struct admin_parsed *pc)
+{
+    set_disabled(x, pc, true);
 }
 
 static void cmd_enable(struct admin_ctx *x, const struct admin_parsed *pc)
 {
-    if (!pc->has_arg) {
-        admin_ctx_error(x, "a database is required");
-        return;
-    }
-    log_info("ENABLE '%s' command issued", pc->arg);
-    struct database *db = find_db(pc->arg);
-    if (!db) {
-        admin_ctx_error(x, "no such database: %s", pc->arg);
-        return;
-    }
-    if (db == admin_database()) {
-        admin_ctx_error(x, "cannot enable admin db: %s", pc->arg);
-        return;
-    }
-    db->disabled = false;
-    complete(x, "ENABLE");
+    set_disabled(x, pc, false);
 }
 
 /* Every server of the pool is replaced: unused ones now, the others when released. */
