@@ -19,6 +19,7 @@
 #include "log.h"
 #include "loop.h"
 #include "pool.h"
+#include "prepare.h"
 #include "proto.h"
 #include "varcache.h"
 
@@ -390,6 +391,12 @@ static int sock_remote_pid(const struct pgsock *s)
  * One row of SHOW CLIENTS/SERVERS (21 columns) or SHOW SOCKETS (28). A
  * socket in an "active" list with no partner shows as idle, as in PgBouncer.
  */
+/* The prepared_statements column: a client's names, or what a server has prepared. */
+static int ps_count(const struct pgsock *s)
+{
+    return s->is_server ? ps_server_count(s) : ps_client_count(s);
+}
+
 static void socket_row(struct admin_ctx *x, const struct pgsock *s, const char *state, bool debug)
 {
     char raddr[64], laddr[64], ptr[32], link[32];
@@ -425,7 +432,7 @@ static void socket_row(struct admin_ctx *x, const struct pgsock *s, const char *
         rs_row(x, "ssssssisiTTiiississii", s->is_server ? "S" : "C", user, db, "none", state, raddr,
                rport, laddr, lport, s->connect_time, s->request_time, (int)(wait_us / 1000000),
                (int)(wait_us % 1000000), (int)s->close_needed, ptr, link, sock_remote_pid(s), tls,
-               app ? app : "", 0, (int)s->id);
+               app ? app : "", ps_count(s), (int)s->id);
         return;
     }
     const struct iobuf *io = s->sbuf.buf;
@@ -434,7 +441,7 @@ static void socket_row(struct admin_ctx *x, const struct pgsock *s, const char *
     rs_row(x, "ssssssisiTTiiississiiiiiiiii", s->is_server ? "S" : "C", user, db, "none", state,
            raddr, rport, laddr, lport, s->connect_time, s->request_time, (int)(wait_us / 1000000),
            (int)(wait_us % 1000000), (int)s->close_needed, ptr, link, sock_remote_pid(s), tls,
-           app ? app : "", 0, (int)s->id, recv_pos, pkt_pos, (int)s->sbuf.pkt_remain, send_pos, 0,
+           app ? app : "", ps_count(s), (int)s->id, recv_pos, pkt_pos, (int)s->sbuf.pkt_remain, send_pos, 0,
            recv_pos - pkt_pos, pkt_pos - send_pos);
 }
 

@@ -47,7 +47,9 @@ static void counters_add_pool(struct counters *t, const struct pool *p)
     t->query_us += s->query_time_us;
     t->wait_us += s->wait_time_us;
     t->logins += s->client_login_count;
-    /* Protocol-level prepared statements are not tracked yet: parse/bind stay 0. */
+    t->client_parse += s->client_parse_count;
+    t->server_parse += s->server_parse_count;
+    t->bind += s->bind_count;
 }
 
 static void counters_add(struct counters *t, const struct counters *s)

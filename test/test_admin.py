@@ -1129,3 +1129,33 @@ def test_random_hostile_input(mux):
         assert how == "stop", msgs
     assert r.query("SHOW VERSION")[0][0].startswith("pgmux")
     assert mux.alive()
+
+
+def test_prepared_statement_counters(adm_factory):
+    """SHOW STATS_TOTALS counts client Parses, server Parses and Binds of named statements
+    (transaction mode), and SHOW CLIENTS/SERVERS show how many each socket holds."""
+    import psycopg
+    mux = adm_factory(settings={"pool_mode": "transaction", "default_pool_size": 1})
+    conn = psycopg.connect(host="127.0.0.1", port=mux.port, dbname=DBNAME, user="testuser",
+                           password=default_userlist()["testuser"], autocommit=True,
+                           prepare_threshold=0)
+    try:
+        for k in range(5):
+            assert conn.execute("SELECT %s::int + 1", (k,)).fetchone() == (k + 1,)
+        assert conn.execute("SELECT %s::text || 'x'", ("a",)).fetchone() == ("ax",)
+        a = admin_connect(mux)
+        try:
+            tot = [r for r in rows_as_dicts(a, "SHOW STATS_TOTALS")
+                   if r["database"] == DBNAME][0]
+            # two distinct statements, each prepared once by the client and once on the server
+            assert int(tot["client_parse_count"]) == 2, tot
+            assert int(tot["server_parse_count"]) == 2, tot
+            assert int(tot["bind_count"]) == 6, tot
+            clients = [r for r in rows_as_dicts(a, "SHOW CLIENTS") if r["database"] == DBNAME]
+            assert [int(r["prepared_statements"]) for r in clients] == [2]
+            servers = [r for r in rows_as_dicts(a, "SHOW SERVERS") if r["database"] == DBNAME]
+            assert [int(r["prepared_statements"]) for r in servers] == [2]
+        finally:
+            a.close()
+    finally:
+        conn.close()
