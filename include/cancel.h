@@ -16,7 +16,5 @@ void cancel_unregister(struct pgsock *c);
 /* A CancelRequest arrived with this key. */
 void cancel_handle(const uint8_t key[8]);
 
-/* Number of cancel connections in flight (for SHOW / metrics). */
-int cancel_in_flight(void);
 
 #endif

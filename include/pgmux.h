@@ -87,11 +87,9 @@ struct pgsock {
     enum sock_state state;
     bool is_server;
     bool close_needed;   /* server: close at release (reload, lifetime, RECONNECT) */
-    bool ready;          /* server: ReadyForQuery 'I' seen and nothing outstanding */
     bool idle_tx;        /* server: in a transaction (status 'T' or 'E') */
     bool copy_in;        /* server: in COPY FROM STDIN: Sync and Flush are ignored by PG */
     bool release_pending; /* server: release once the forwarded bytes are flushed */
-    bool paused_for_server; /* client: stopped reading until a server is linked */
     bool is_unix;        /* came in on / goes out over a Unix socket */
     bool admin;          /* client: of the admin console */
     uint8_t internal;    /* server: enum server_internal */
@@ -147,7 +145,6 @@ struct database {
     bool disabled;       /* DISABLE db */
     bool paused;
     int server_count, client_count;
-    double inactive_since;
     unsigned generation; /* bumped when connection settings change */
     /* resolved server address (dns.c fills it) */
     struct sockaddr_storage addr;

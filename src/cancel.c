@@ -43,7 +43,6 @@ struct cancel_req {
 };
 
 static struct cancel_req *in_flight;
-static int in_flight_count;
 static ev_timer cancel_timer;
 
 static unsigned bucket_of(const uint8_t key[8])
@@ -91,11 +90,6 @@ void cancel_unregister(struct pgsock *c)
     }
 }
 
-int cancel_in_flight(void)
-{
-    return in_flight_count;
-}
-
 static void cancel_finish(struct cancel_req *req)
 {
     struct cancel_req **pp = &in_flight;
@@ -103,7 +97,6 @@ static void cancel_finish(struct cancel_req *req)
         pp = &(*pp)->next;
     if (*pp)
         *pp = req->next;
-    in_flight_count--;
     ev_io_stop(loop_main, &req->io);
     close(req->fd);
     struct pgsock *s = req->server;
@@ -210,7 +203,6 @@ void cancel_handle(const uint8_t key[8])
     req->started = loop_now();
     req->next = in_flight;
     in_flight = req;
-    in_flight_count++;
     s->cancel_pending++;
     ev_io_init(&req->io, cancel_io_cb, req->fd, EV_WRITE);
     ev_io_start(loop_main, &req->io);

@@ -882,7 +882,6 @@ static bool client_login_ok(struct pgsock *c)
     c->pool = p;
     db->client_count++;
     u->client_count++;
-    db->inactive_since = 0;
     p->stats.client_login_count++;
     if (p->welcome_ready) {
         pool_change_client_state(c, CL_ACTIVE);
@@ -1298,7 +1297,6 @@ static enum sbuf_result client_active_pkt(struct pgsock *c, struct pkt_hdr *hdr)
     default:
         break;
     }
-    s->ready = false;
     s->release_pending = false;
     c->request_time = loop_now();
     p->stats.bytes_received += hdr->total;

@@ -325,7 +325,6 @@ static void pool_link(struct pgsock *client, struct pgsock *server)
     server->link = client;
     client->sbuf.dst = &server->sbuf;
     server->sbuf.dst = &client->sbuf;
-    server->ready = false;
     server->rfq_expected = 0;
     server->release_pending = false;
     pool_change_server_state(server, SV_ACTIVE);
@@ -388,7 +387,6 @@ void pool_server_ready(struct pgsock *server)
     if (item && !G.paused && !p->db->paused) {
         struct pgsock *client = container_of(item, struct pgsock, head);
         pool_link(client, server);
-        client->paused_for_server = false;
         if (!server_sync_vars(server, client))
             sbuf_continue(&client->sbuf);
         return;
