@@ -30,6 +30,7 @@ COPY meson.build meson_options.txt ./
 COPY include/ include/
 COPY src/ src/
 COPY test/unit/ test/unit/
+COPY doc/meson.build doc/pgmux.1 doc/pgmux.ini.5 doc/
 COPY contrib/docker/ contrib/docker/
 
 # UNIT_TESTS=1 also runs the C unit tests inside the build.
