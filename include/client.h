@@ -27,4 +27,9 @@ bool client_send_error(struct pgsock *c, const char *sqlstate, const char *msg);
 /* The pool's first server logged in: finish this client's login. */
 void client_welcome(struct pgsock *c);
 
+/* authq.c's answer for a login waiting on auth_query: the secret, or NULL (no such user). */
+void client_authq_done(struct pgsock *c, const char *secret);
+/* The lookup could not be made: the login fails (the reason is in the log). */
+void client_authq_failed(struct pgsock *c);
+
 #endif

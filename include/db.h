@@ -20,7 +20,11 @@ struct database *db_find_or_auto(const char *name);
 struct user *db_find_or_add_user(const char *name);
 struct user *db_find_user(const char *name);
 
-/* Password for server login as user (forced password, then auth_file); NULL if none. */
-const char *db_server_password(const struct database *db, const char *user);
+/* Secret for server login as user: the forced password, the auth file, then
+ * what auth_query gave the user's last login; NULL if none. */
+const char *db_server_password(const struct database *db, const struct user *user);
+
+/* Keep the secret a login got from auth_query (replacing an older one). */
+bool db_user_set_secret(struct user *u, const char *secret);
 
 #endif

@@ -65,6 +65,7 @@ enum server_internal {
     SV_INT_CHECK,   /* server_check_query before reuse */
     SV_INT_SETVARS, /* SET of tracked parameters before a client's transaction */
     SV_INT_CONNECT, /* connect_query after login */
+    SV_INT_AUTHQ,   /* auth_query for a client's login (authq.c) */
 };
 
 struct pgaddr {
@@ -136,6 +137,7 @@ struct database {
     char *forced_user;   /* NULL unless user= given */
     char *forced_password;
     char *connect_query;
+    char *auth_user, *auth_query, *auth_dbname; /* NULL = the global setting */
     char *client_encoding, *datestyle, *timezone, *application_name;
     int pool_size, min_pool_size, reserve_pool, pool_mode; /* CONFIG_UNSET = global */
     int max_db_connections, max_db_client_connections;
@@ -167,6 +169,9 @@ struct user {
     bool has_scram_keys;
     uint8_t scram_client_key[32];
     uint8_t scram_server_key[32];
+    /* The secret auth_query gave this user's last login, for pgmux's server
+     * logins as the user (it is not in the auth file). */
+    char *authq_secret;
 };
 
 struct pool {
@@ -182,6 +187,8 @@ struct pool {
     struct statlist used_servers;   /* SV_USED */
     struct statlist tested_servers; /* SV_TESTED */
     struct statlist canceling_servers; /* SV_BEING_CANCELED */
+    struct statlist authq_waiting;  /* authq.c: auth_query lookups waiting for a server */
+    struct list authq_running;      /* authq.c: lookups running on a server of this pool */
     /* ParameterStatus set of the first server login, sent to every client at login. */
     uint8_t *welcome;
     size_t welcome_len;

@@ -25,6 +25,7 @@
 #include "client.h"
 
 #include "admin.h"
+#include "authq.h"
 #include "authfile.h"
 #include "cancel.h"
 #include "config.h"
@@ -64,6 +65,7 @@ enum clogin_step {
     CLOGIN_MD5,
     CLOGIN_SASL_INIT,
     CLOGIN_SASL_CONT,
+    CLOGIN_AUTHQ, /* waiting for auth_query's answer (authq.c) */
 };
 
 struct client_login {
@@ -73,7 +75,10 @@ struct client_login {
     struct database *db;
     bool is_admin; /* asked for the admin console database */
     bool user_known;
+    bool from_authq; /* secret came from auth_query, not the auth file */
     bool tls_direct; /* TLS without SSLRequest: ALPN "postgresql" is required */
+    int method;      /* the auth_type in force, kept while auth_query runs */
+    struct authq_req *aq; /* the running lookup; owned by authq.c */
     char secret[MAX_PASSWORD];
     uint8_t md5_salt[4];
     struct scram_secret scram_secret;
@@ -200,6 +205,11 @@ void client_disconnect(struct pgsock *c, const char *sqlstate, const char *fmt, 
     c->link = NULL;
     cancel_unregister(c);
     if (c->state == CL_LOGIN) {
+        /* (An admin console login has already given up its clogin here.) */
+        if (c->clogin && c->clogin->aq)
+            authq_cancel(c->clogin->aq);
+        if (c->clogin)
+            OPENSSL_cleanse(c->clogin->secret, sizeof(c->clogin->secret));
         free(c->clogin);
         c->clogin = NULL;
     } else if (c->pool) {
@@ -631,6 +641,15 @@ failed:
     return false;
 }
 
+static bool client_auth_method(struct pgsock *c, const char *map);
+
+/* Methods that check a secret: a user missing from the auth file is looked up with auth_query. */
+static bool method_needs_secret(int method)
+{
+    return method == AUTH_TRUST || method == AUTH_PLAIN || method == AUTH_MD5 ||
+           method == AUTH_SCRAM;
+}
+
 static bool client_start_auth(struct pgsock *c)
 {
     struct client_login *cl = c->clogin;
@@ -675,7 +694,39 @@ static bool client_start_auth(struct pgsock *c)
         if (method < 0)
             return false;
     }
-    switch (method) {
+    cl->method = method;
+    if (!cl->user_known && !cl->is_admin && method_needs_secret(method) && authq_user(cl->db)) {
+        cl->step = CLOGIN_AUTHQ;
+        return authq_start(c, cl->db, cl->user, &cl->aq);
+    }
+    return client_auth_method(c, map);
+}
+
+void client_authq_done(struct pgsock *c, const char *secret)
+{
+    struct client_login *cl = c->clogin;
+    cl->aq = NULL;
+    if (secret && strlen(secret) < sizeof(cl->secret)) {
+        strcpy(cl->secret, secret);
+        cl->user_known = true;
+        cl->from_authq = true;
+    }
+    if (client_auth_method(c, NULL) && c->sbuf.paused)
+        sbuf_continue(&c->sbuf);
+}
+
+void client_authq_failed(struct pgsock *c)
+{
+    c->clogin->aq = NULL;
+    client_disconnect(c, "28000", "could not check the password of user \"%s\"",
+                      c->clogin->user);
+}
+
+/* Ask for (or check) the credentials of the method in force; false when c was closed. */
+static bool client_auth_method(struct pgsock *c, const char *map)
+{
+    struct client_login *cl = c->clogin;
+    switch (cl->method) {
     case AUTH_ANY:
         return client_login_ok(c);
     case AUTH_TRUST:
@@ -851,6 +902,10 @@ static bool client_login_ok(struct pgsock *c)
         client_disconnect(c, "53200", "out of memory");
         return false;
     }
+    if (cl->from_authq && !db->forced_user && !db_user_set_secret(u, cl->secret)) {
+        client_disconnect(c, "53200", "out of memory");
+        return false;
+    }
     int max_db = db->max_db_client_connections != CONFIG_UNSET ? db->max_db_client_connections
                                                                : G.cfg->max_db_client_connections;
     if (max_db > 0 && db->client_count >= max_db) {
@@ -877,6 +932,7 @@ static bool client_login_ok(struct pgsock *c)
         slog_info(c, "login attempt: db=%s user=%s tls=%s", cl->dbname, cl->user,
                   tls[0] ? tls : "no");
     }
+    OPENSSL_cleanse(cl->secret, sizeof(cl->secret));
     free(c->clogin);
     c->clogin = NULL;
     c->pool = p;
@@ -1353,6 +1409,8 @@ static enum sbuf_result client_proto(struct sbuf *sb, enum sbuf_event ev, struct
     case CL_LOGIN:
         if (c->clogin->step == CLOGIN_STARTUP)
             return client_startup(c, hdr);
+        if (c->clogin->step == CLOGIN_AUTHQ)
+            return SBUF_PAUSE; /* nothing is asked of the client yet */
         return client_auth_pkt(c, hdr);
     case CL_WAITING_LOGIN:
         return SBUF_PAUSE;

@@ -15,6 +15,7 @@
 #include "pool.h"
 #include "server.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +131,9 @@ static void db_fill(struct database *db, const struct cfg_db *cd, const char *au
     set_str(&db->forced_user, cd->user);
     set_str(&db->forced_password, cd->password);
     set_str(&db->connect_query, cd->connect_query);
+    set_str(&db->auth_user, cd->auth_user);
+    set_str(&db->auth_query, cd->auth_query);
+    set_str(&db->auth_dbname, cd->auth_dbname);
     set_str(&db->client_encoding, cd->client_encoding);
     set_str(&db->datestyle, cd->datestyle);
     set_str(&db->timezone, cd->timezone);
@@ -230,9 +234,26 @@ struct database *db_find_or_auto(const char *name)
     return db;
 }
 
-const char *db_server_password(const struct database *db, const char *user)
+const char *db_server_password(const struct database *db, const struct user *user)
 {
-    if (db->forced_user && strcmp(db->forced_user, user) == 0 && db->forced_password)
+    const char *pw;
+    if (db->forced_user && strcmp(db->forced_user, user->name) == 0 && db->forced_password)
         return db->forced_password;
-    return G.authfile ? authfile_lookup(G.authfile, user) : NULL;
+    pw = G.authfile ? authfile_lookup(G.authfile, user->name) : NULL;
+    return pw ? pw : user->authq_secret;
+}
+
+bool db_user_set_secret(struct user *u, const char *secret)
+{
+    if (u->authq_secret && strcmp(u->authq_secret, secret) == 0)
+        return true;
+    char *copy = strdup(secret);
+    if (!copy)
+        return false;
+    if (u->authq_secret) {
+        OPENSSL_cleanse(u->authq_secret, strlen(u->authq_secret));
+        free(u->authq_secret);
+    }
+    u->authq_secret = copy;
+    return true;
 }

@@ -16,6 +16,7 @@
  */
 #include "pool.h"
 
+#include "authq.h"
 #include "client.h"
 #include "config.h"
 #include "db.h"
@@ -207,6 +208,8 @@ void pool_init_struct(struct pool *p, struct database *db, struct user *user)
     statlist_init(&p->used_servers);
     statlist_init(&p->tested_servers);
     statlist_init(&p->canceling_servers);
+    statlist_init(&p->authq_waiting);
+    list_init(&p->authq_running);
     p->last_login_ok = true;
 }
 
@@ -302,7 +305,7 @@ void pool_launch_if_needed(struct pool *p)
         return; /* a new server would be closed at once ("pause mode"): wait for RESUME */
     if (loop_now() < p->next_connect)
         return;
-    int waiting = p->waiting_clients.count + p->waiting_login.count;
+    int waiting = p->waiting_clients.count + p->waiting_login.count + p->authq_waiting.count;
     bool below_min = pool_server_count(p) < pool_min_size(p) &&
                      (p->active_clients.count > 0 || p->db->forced_user) && !G.paused;
     if (waiting == 0 && !below_min)
@@ -383,6 +386,10 @@ void pool_server_ready(struct pgsock *server)
         server_disconnect(server, "close_needed");
         return;
     }
+    /* Logins waiting for auth_query go first: their queries are short, and
+     * clients in the middle of a login cannot wait as long as a transaction. */
+    if (!G.paused && !p->db->paused && authq_take_server(server))
+        return;
     struct list *item = statlist_first(&p->waiting_clients);
     if (item && !G.paused && !p->db->paused) {
         struct pgsock *client = container_of(item, struct pgsock, head);
@@ -446,6 +453,7 @@ void pool_release_server(struct pgsock *server)
 void pool_fail_waiting(struct pool *p, const char *sqlstate, const char *msg)
 {
     struct list *item, *tmp;
+    authq_fail_waiting(p);
     statlist_foreach_safe(item, tmp, &p->waiting_login)
     {
         struct pgsock *c = container_of(item, struct pgsock, head);

@@ -24,6 +24,7 @@
 #include "server.h"
 
 #include "authfile.h"
+#include "authq.h"
 #include "client.h"
 #include "config.h"
 #include "db.h"
@@ -305,7 +306,7 @@ static bool server_handle_auth(struct pgsock *s, struct pkt_reader *r)
     if (code == AUTH_REQ_OK)
         return true;
 
-    const char *password = db_server_password(s->pool->db, user);
+    const char *password = db_server_password(s->pool->db, s->pool->user);
     if (!password) {
         snprintf(msg, sizeof(msg), "no password available in auth_file for user \"%s\"", user);
         server_login_failed(s, "28P01", msg, true);
@@ -614,6 +615,13 @@ static enum sbuf_result server_internal_pkt(struct pgsock *s, struct pkt_hdr *hd
             return SBUF_NEED_MORE;
         server_note_param(s, hdr->data + 5, hdr->len);
         break;
+    case PqMsg_DataRow:
+        if (s->internal != SV_INT_AUTHQ)
+            break;
+        if (!hdr->complete)
+            return SBUF_NEED_MORE;
+        authq_server_row(s, hdr->data + 5, hdr->len);
+        break;
     case PqMsg_ErrorResponse: {
         if (!hdr->complete)
             return SBUF_NEED_MORE;
@@ -621,6 +629,11 @@ static enum sbuf_result server_internal_pkt(struct pgsock *s, struct pkt_hdr *hd
         const char *m = "(malformed)";
         if (proto_parse_error(hdr->data + 5, hdr->len, &ef) && ef.message)
             m = ef.message;
+        if (s->internal == SV_INT_AUTHQ) {
+            /* The server is fine: its ReadyForQuery follows. */
+            authq_server_error(s, m);
+            break;
+        }
         if (s->internal == SV_INT_CONNECT) {
             slog_warning(s, "connect_query failed: %s", m);
             break;
@@ -646,6 +659,8 @@ static enum sbuf_result server_internal_pkt(struct pgsock *s, struct pkt_hdr *hd
         s->rfq_expected = 0;
         s->last_status = hdr->data[5];
         if (hdr->data[5] != 'I') {
+            if (kind == SV_INT_AUTHQ)
+                authq_server_gone(s);
             server_disconnect(s, "server left in a transaction by an internal query");
             return SBUF_CLOSED;
         }
@@ -658,6 +673,10 @@ static enum sbuf_result server_internal_pkt(struct pgsock *s, struct pkt_hdr *hd
                 sbuf_continue(&c->sbuf);
             }
             return SBUF_OK;
+        }
+        if (kind == SV_INT_AUTHQ) {
+            authq_server_done(s);
+            return s->sbuf.closed ? SBUF_CLOSED : SBUF_OK;
         }
         if (kind == SV_INT_RESET)
             ps_server_clear(s); /* the reset query may have been DISCARD ALL */
@@ -955,6 +974,10 @@ void server_disconnect(struct pgsock *s, const char *fmt, ...)
     }
     if (G.cfg->log_disconnections || s->state == SV_LOGIN)
         slog_info(s, "closing because: %s (age=%.0fs)", reason, loop_now() - s->connect_time);
+    if (s->internal == SV_INT_AUTHQ) {
+        s->internal = SV_INT_NONE;
+        authq_server_gone(s);
+    }
     if (s->slogin) {
         free(s->slogin->params);
         free(s->slogin);

@@ -722,14 +722,37 @@ class Pgmux:
                     out.append("%s:\n%s" % (name, txt))
         return out
 
+    def secrets(self):
+        """Passwords and secrets this instance knows (auth file, the test roles' md5 hashes,
+        forced passwords in [databases]): none may ever appear in its log."""
+        out = set()
+        for user, secret in list(self.userlist.items()) + list(USERS.items()):
+            out.add(secret)
+            if not secret.startswith(("md5", "SCRAM-SHA-256$")):
+                out.add(md5_secret(user, secret))
+            else:
+                # each part of a verifier (salt excepted: it is public in the exchange)
+                out.update(x for x in re.split(r"[$:]", secret)[2:] if len(x) >= 20)
+        for cs in self.databases.values():
+            m = re.search(r"\bpassword=(\S+)", cs)
+            if m:
+                out.add(m.group(1).strip("'"))
+        return {x for x in out if len(x) >= 6}
+
     def problems(self):
-        """Sanitizer / assertion / BUG lines found in the log and sanitizer files."""
+        """Sanitizer / assertion / BUG lines found in the log and sanitizer files, and any
+        password or secret in the log."""
         found = []
-        for line in self.log().splitlines():
+        log = self.log()
+        for line in log.splitlines():
             if any(p.search(line) for p in SANITIZER_PATTERNS):
                 found.append(line)
         for rep in self.sanitizer_reports():
             found.append(rep)
+        for secret in self.secrets():
+            if secret in log:
+                found.append("a password or secret from the auth file or config is in the "
+                             "log (%d characters)" % len(secret))
         return found
 
     def rss_kb(self):
