@@ -25,6 +25,8 @@ struct authfile *authfile_load(const char *path, char *err, size_t errlen);
 void authfile_free(struct authfile *af);
 const char *authfile_lookup(const struct authfile *af, const char *user); /* NULL = unknown */
 size_t authfile_count(const struct authfile *af);
+/* The i-th user name (i < authfile_count), in no particular order. */
+const char *authfile_user(const struct authfile *af, size_t i);
 
 enum secret_kind secret_kind(const char *secret);
 

@@ -14,6 +14,7 @@
 #include "admin_internal.h"
 
 #include "admin.h"
+#include "authfile.h"
 #include "config.h"
 #include "iobuf.h"
 #include "log.h"
@@ -104,13 +105,6 @@ static struct pool **sorted_pools(size_t *n)
     qsort(arr, i, sizeof(*arr), cmp_pool);
     *n = i;
     return arr;
-}
-
-static int cmp_user(const void *a, const void *b)
-{
-    const struct user *ua = *(const struct user *const *)a;
-    const struct user *ub = *(const struct user *const *)b;
-    return strcmp(ua->name, ub->name);
 }
 
 bool admin_oom(struct admin_ctx *x, const void *p)
@@ -270,25 +264,52 @@ static void show_pools(struct admin_ctx *x)
     rs_done(x, "SHOW");
 }
 
+/* A SHOW USERS row: a user pgmux has seen or configured, or a name only the auth file holds. */
+struct user_row {
+    const char *name;
+    const struct user *u; /* NULL: auth file only, every setting is the default */
+};
+
+static int cmp_user_row(const void *a, const void *b)
+{
+    return strcmp(((const struct user_row *)a)->name, ((const struct user_row *)b)->name);
+}
+
 static void show_users(struct admin_ctx *x)
 {
     if (!rs_begin(x, "ssssiiii", "name", "pool_size", "reserve_pool_size", "pool_mode",
                   "max_user_connections", "current_connections", "max_user_client_connections",
                   "current_client_connections"))
         return;
-    size_t count = 0, n = 0;
+    size_t count = authfile_count(G.authfile), n = 0;
     struct list *item;
     for (item = G.users.next; item != &G.users; item = item->next)
         count++;
-    struct user **users = calloc(count ? count : 1, sizeof(*users));
-    if (admin_oom(x, users))
+    struct user_row *rows = calloc(count ? count : 1, sizeof(*rows));
+    if (admin_oom(x, rows))
         return;
-    for (item = G.users.next; item != &G.users; item = item->next)
-        users[n++] = container_of(item, struct user, head);
-    qsort(users, n, sizeof(*users), cmp_user);
+    for (item = G.users.next; item != &G.users; item = item->next) {
+        const struct user *u = container_of(item, struct user, head);
+        rows[n].name = u->name;
+        rows[n++].u = u;
+    }
+    /* Like PgBouncer, every auth file user is listed, also before its first login. */
+    qsort(rows, n, sizeof(*rows), cmp_user_row);
+    size_t known = n;
+    for (size_t i = 0; i < authfile_count(G.authfile); i++) {
+        struct user_row key = {authfile_user(G.authfile, i), NULL};
+        if (!bsearch(&key, rows, known, sizeof(*rows), cmp_user_row))
+            rows[n++] = key;
+    }
+    qsort(rows, n, sizeof(*rows), cmp_user_row);
     for (size_t i = 0; i < n; i++) {
-        const struct user *u = users[i];
+        const struct user *u = rows[i].u;
         char ps[16] = "", rs[16] = "";
+        if (!u) {
+            rs_row(x, "ssssiiii", rows[i].name, ps, rs, NULL, G.cfg->max_user_connections, 0,
+                   G.cfg->max_user_client_connections, 0);
+            continue;
+        }
         /* Text, empty when the user has no setting of its own (PgBouncer's types). */
         if (u->pool_size != CONFIG_UNSET)
             snprintf(ps, sizeof(ps), "%d", u->pool_size);
@@ -303,7 +324,7 @@ static void show_users(struct admin_ctx *x)
                                                               : G.cfg->max_user_client_connections,
                u->client_count);
     }
-    free(users);
+    free(rows);
     rs_done(x, "SHOW");
 }
 

@@ -365,6 +365,11 @@ size_t authfile_count(const struct authfile *af)
     return af != NULL ? af->count : 0;
 }
 
+const char *authfile_user(const struct authfile *af, size_t i)
+{
+    return af->entries[i].user;
+}
+
 static bool is_hex(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');

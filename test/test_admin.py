@@ -256,6 +256,10 @@ def test_stats_pools_clients_servers_values(mux):
     assert users["testuser"]["current_connections"] == 1
     assert users["testuser"]["pool_size"] == ""  # no [users] setting: empty text
     assert users["testuser"]["pool_mode"] is None
+    # auth file users are listed before their first login (md5user never logged in here)
+    assert users["md5user"]["current_client_connections"] == 0
+    assert users["md5user"]["current_connections"] == 0
+    assert list(users) == sorted(users) and len(users) == len(set(users))
 
     d = db_row(a, DBNAME)
     assert (d["pool_size"], d["current_connections"], d["current_client_connections"]) == (5, 1, 1)
