@@ -24,6 +24,9 @@ void client_disconnect(struct pgsock *c, const char *sqlstate, const char *fmt, 
 /* Send an ErrorResponse without closing (severity ERROR); false if the send failed. */
 bool client_send_error(struct pgsock *c, const char *sqlstate, const char *msg);
 
+/* throttle.c held this login back after its startup packet: authenticate it now. */
+void client_resume_login(struct pgsock *c);
+
 /* The pool's first server logged in: finish this client's login. */
 void client_welcome(struct pgsock *c);
 

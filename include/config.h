@@ -227,6 +227,10 @@ struct config {
     char *log_format; /* "text" or "json" */
     char *stats_auth;  /* auth_file users allowed to read /metrics (Basic auth); "" = no auth */
     char *stats_allow; /* addresses/networks allowed to read /metrics; "" = any */
+    int max_client_conn_per_addr; /* TCP client connections per address; 0 = unlimited */
+    int auth_failure_limit;       /* failed logins per address that throttle it; 0 = off */
+    double auth_failure_window;   /* seconds the failures are counted over */
+    double auth_failure_delay;    /* seconds a throttled address's logins wait */
 
     /* sections */
     struct cfg_db *dbs; /* [databases] in file order, including "*" if present */

@@ -66,6 +66,9 @@ MUSTCHECK struct hba *hba_load(const char *path, char *err, size_t errlen);
 void hba_free(struct hba *h);
 size_t hba_rule_count(const struct hba *h);
 
+/* Line number of the first rule with method m, 0 when none has it (or h is NULL). */
+int hba_method_line(const struct hba *h, enum hba_method m);
+
 /*
  * The method of the first line that matches c; HBA_REJECT when none does
  * (h may be NULL: no rules = reject everything). *map_name (optional) gets

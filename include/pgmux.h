@@ -81,6 +81,7 @@ struct client_login; /* client.c: startup and auth state, alive only during logi
 struct server_login; /* server.c: auth state, alive only during login */
 struct pool;
 struct ps_state;
+struct addrlimit_entry;
 
 struct pgsock {
     struct list head;    /* membership in the list of its state */
@@ -116,6 +117,10 @@ struct pgsock {
     struct pgsock *cancel_next; /* client: chain in the cancel key hash */
     struct varcache vars;  /* tracked parameters (client: wanted; server: current) */
     struct ps_state *ps;   /* prepare.c: client name map, or server cache + queue; owned */
+    struct addrlimit_entry *addr_entry; /* client (TCP): its address's entry in throttle.c's
+                                         * table, which counts it; not owned */
+    struct list throttle_node; /* client: in throttle.c's queue of held logins */
+    double throttle_until;     /* client: when its held login goes on; 0 = not held */
 };
 
 struct pool_stats {

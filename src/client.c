@@ -41,6 +41,7 @@
 #include "util.h"
 #include "server.h"
 #include "stats.h"
+#include "throttle.h"
 #include "tls.h"
 #include "varcache.h"
 
@@ -124,6 +125,7 @@ void client_accept(int fd, const struct sockaddr *sa, socklen_t salen, bool is_u
     } else {
         c->remote.family = AF_UNIX;
     }
+    throttle_client_accept(c);
     if (!is_unix) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -204,6 +206,7 @@ void client_disconnect(struct pgsock *c, const char *sqlstate, const char *fmt, 
     }
     c->link = NULL;
     cancel_unregister(c);
+    throttle_client_closing(c, sqlstate); /* per-address count, failed logins */
     if (c->state == CL_LOGIN) {
         /* (An admin console login has already given up its clogin here.) */
         if (c->clogin && c->clogin->aq)
@@ -462,9 +465,18 @@ static enum sbuf_result client_startup(struct pgsock *c, struct pkt_hdr *hdr)
     }
     sbuf_skip(&c->sbuf, hdr->total);
     c->sbuf.startup = 0;
+    /* max_client_conn_per_addr and failed-login throttling may refuse or hold the login. */
+    if (!throttle_login_gate(c, admin_is_admin_db(cl->dbname)))
+        return c->state == CL_JUSTFREE ? SBUF_CLOSED : SBUF_OK;
     if (!client_start_auth(c))
         return SBUF_CLOSED;
     return SBUF_OK;
+}
+
+void client_resume_login(struct pgsock *c)
+{
+    if (client_start_auth(c))
+        sbuf_continue(&c->sbuf);
 }
 
 /*==== Authentication ====*/

@@ -794,6 +794,14 @@ size_t hba_rule_count(const struct hba *h)
     return h ? h->n : 0;
 }
 
+int hba_method_line(const struct hba *h, enum hba_method m)
+{
+    for (size_t i = 0; h && i < h->n; i++)
+        if (h->rules[i].method == m)
+            return h->rules[i].line;
+    return 0;
+}
+
 static bool addr_match(const struct hba_rule *r, const struct hba_client *c)
 {
     if (r->addr_all)

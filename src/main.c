@@ -25,6 +25,7 @@
 #include "pool.h"
 #include "server.h"
 #include "stats.h"
+#include "throttle.h"
 #include "tls.h"
 #include "varcache.h"
 
@@ -212,6 +213,37 @@ static bool load_tls_and_hba(char *msg, size_t len)
     return true;
 }
 
+/*
+ * Settings that load without error but cannot work as meant. Said at startup
+ * and after each reload, from the contexts actually in use (a reload that
+ * could not load new TLS files keeps the old ones).
+ */
+static void warn_unworkable_auth(void)
+{
+    const struct config *cfg = G.cfg;
+    char where[64];
+    int line = cfg->auth_type == AUTH_HBA ? hba_method_line(G.hba, HBA_CERT) : 0;
+    if (cfg->auth_type == AUTH_CERT)
+        snprintf(where, sizeof(where), "auth_type = cert");
+    else if (line > 0)
+        snprintf(where, sizeof(where), "auth_hba_file line %d (cert)", line);
+    else
+        where[0] = 0;
+    if (where[0] && !G.client_tls)
+        log_warning("%s: client TLS is off (client_tls_sslmode, client_tls_key_file, "
+                    "client_tls_cert_file), so no client can log in with a certificate",
+                    where);
+    else if (where[0] && !cfg->client_tls_ca_file[0])
+        log_warning("%s: client_tls_ca_file is not set, so pgmux asks for no client "
+                    "certificate and no client can log in with one",
+                    where);
+    if (cfg->auth_failure_limit > 0 && cfg->client_login_timeout > 0 &&
+        cfg->auth_failure_delay >= cfg->client_login_timeout)
+        log_warning("auth_failure_delay (%g s) is not below client_login_timeout (%g s): "
+                    "logins from a throttled address time out instead of being delayed",
+                    cfg->auth_failure_delay, cfg->client_login_timeout);
+}
+
 /* Close every server connection as soon as it is not in use (server TLS settings changed). */
 static void recycle_all_servers(const char *why)
 {
@@ -328,6 +360,7 @@ bool pgmux_reload(char *errbuf, size_t errlen)
     db_apply_config(ncfg);
     log_configure(ncfg);
     reload_tls_and_hba(old, ncfg);
+    warn_unworkable_auth();
     config_free(old);
     if (old_af)
         authfile_free(old_af);
@@ -476,6 +509,8 @@ int main(int argc, char **argv)
     db_init();
     pool_init();
     loop_init();
+    if (!throttle_init())
+        die("could not set up the client address table: out of memory or no random bytes");
     dns_init();
     db_apply_config(G.cfg);
     raise_fd_limit();
@@ -493,6 +528,7 @@ int main(int argc, char **argv)
             die("%s", msg);
         }
     }
+    warn_unworkable_auth();
     if (daemon_mode)
         daemonize();
     write_pidfile(G.cfg->pidfile);

@@ -26,6 +26,7 @@
 #include "pool.h"
 #include "stats.h"
 #include "textbuf.h"
+#include "throttle.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -380,6 +381,23 @@ static void global_metrics(struct textbuf *tb)
                   g->cancels[STATS_CANCEL_UNKNOWN_KEY]);
     global_sample(tb, "pgmux_cancel_requests_total", "result=\"failed\"",
                   g->cancels[STATS_CANCEL_FAILED]);
+
+    struct throttle_stats ts;
+    throttle_get_stats(&ts);
+    family(tb, "pgmux_client_addresses", "gauge",
+           "Client IP addresses remembered: with TCP connections open or recent failed logins.");
+    global_sample(tb, "pgmux_client_addresses", NULL, ts.addresses);
+    family(tb, "pgmux_throttled_addresses", "gauge",
+           "Client addresses whose logins are delayed now (auth_failure_limit).");
+    global_sample(tb, "pgmux_throttled_addresses", NULL, ts.throttled_addresses);
+    family(tb, "pgmux_delayed_logins", "gauge", "Logins being held back now (auth_failure_delay).");
+    global_sample(tb, "pgmux_delayed_logins", NULL, ts.delayed_now);
+    family(tb, "pgmux_login_delays_total", "counter",
+           "Logins held back because their address had too many failed logins.");
+    global_sample(tb, "pgmux_login_delays_total", NULL, ts.logins_delayed);
+    family(tb, "pgmux_addr_limit_refusals_total", "counter",
+           "Logins refused because their address had max_client_conn_per_addr connections.");
+    global_sample(tb, "pgmux_addr_limit_refusals_total", NULL, ts.conns_refused);
 
     family(tb, "pgmux_config_reloads_total", "counter",
            "Configuration reloads (SIGHUP or RELOAD) by result.");

@@ -50,6 +50,18 @@ void slab_free(struct slab *s, void *obj)
     s->free_count++;
 }
 
+void slab_destroy(struct slab *s)
+{
+    if (!s)
+        return;
+    while (s->free_list) {
+        void *obj = s->free_list;
+        s->free_list = *(void **)obj;
+        free(obj);
+    }
+    free(s);
+}
+
 void slab_stats(const struct slab *s, const char **name, size_t *size, int *total, int *free_count)
 {
     *name = s->name;

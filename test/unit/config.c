@@ -198,7 +198,8 @@ static const char *const pgbouncer_keys[] = {
 static const char *const extension_keys[] = {
     "stats_listen_addr",  "stats_listen_port", "health_listen_addr",
     "health_listen_port", "log_format",        "stats_auth",
-    "stats_allow",
+    "stats_allow",        "max_client_conn_per_addr", "auth_failure_limit",
+    "auth_failure_window", "auth_failure_delay",
 };
 
 static const char *const nr_keys[] = {
@@ -216,7 +217,7 @@ static void test_key_table(void)
     const struct config_key *keys = config_keys(&n);
 
     TAP_CHECK(N_OF(pgbouncer_keys) == 101, "reference list has PgBouncer's 101 keys");
-    TAP_CHECK(n == 108, "table has 101 PgBouncer keys + 7 extensions (got %zu)", n);
+    TAP_CHECK(n == 112, "table has 101 PgBouncer keys + 11 extensions (got %zu)", n);
     for (i = 1; i < n; i++) {
         if (strcmp(keys[i - 1].name, keys[i].name) >= 0) {
             unsorted++;
@@ -248,7 +249,7 @@ static void test_key_table(void)
         if (!k || !k->extension)
             missing++;
     }
-    TAP_CHECK(missing == 0, "the 7 pgmux keys are present and flagged as extensions");
+    TAP_CHECK(missing == 0, "the 11 pgmux keys are present and flagged as extensions");
     for (i = 0; i < n; i++) {
         bool nr = false;
         for (j = 0; j < N_OF(nr_keys); j++)

@@ -131,6 +131,11 @@ static void test_load_fixture(void)
     if (rules == NULL)
         printf("#   %s\n", err);
     TAP_CHECK(hba_rule_count(rules) == 25, "fixture has 25 rules (got %zu)", hba_rule_count(rules));
+    TAP_CHECK(hba_method_line(rules, HBA_CERT) == 13, "first cert rule is line 13 (got %d)",
+              hba_method_line(rules, HBA_CERT));
+    TAP_CHECK(hba_method_line(rules, HBA_SCRAM) == 16, "first scram rule is line 16 (got %d)",
+              hba_method_line(rules, HBA_SCRAM));
+    TAP_CHECK(hba_method_line(NULL, HBA_CERT) == 0, "no rules: no cert line");
 }
 
 static void test_local(void)
@@ -292,6 +297,8 @@ static void test_first_match_and_no_match(void)
     path = write_str("local all all md5"); /* no final newline */
     h = hba_load(path, err, sizeof(err));
     TAP_CHECK(h != NULL && hba_rule_count(h) == 1, "last line without newline");
+    TAP_CHECK(hba_method_line(h, HBA_MD5) == 1 && hba_method_line(h, HBA_CERT) == 0,
+              "method lines of a one-line file");
     hba_free(h);
 }
 
