@@ -266,8 +266,10 @@ def seeds_server():
     execute = msg(b"E", b"\0" + struct.pack("!I", 0))
     sync = msg(b"S", b"")
     ext = parse + bind + describe + execute + sync
-    ext_answer = (msg(b"1", b"") + msg(b"2", b"") + rowdesc + msg(b"D", struct.pack("!HI", 1, 1) + b"7") +
-                  cc(b"SELECT 1") + rfq())
+    # pgmux sends Close + Parse of its own statement name for a client's Parse: the
+    # CloseComplete is its own (dropped), the ParseComplete the client's.
+    ext_answer = (msg(b"3", b"") + msg(b"1", b"") + msg(b"2", b"") + rowdesc +
+                  msg(b"D", struct.pack("!HI", 1, 1) + b"7") + cc(b"SELECT 1") + rfq())
     return [
         # login variants
         steps(ALICE, b"S" + login, b"C" + q(b"SELECT 1"), b"S" + select1, b"C" + msg(b"X", b"")),
@@ -312,7 +314,16 @@ def seeds_server():
         steps(ALICE, b"S" + login, b"S" + msg(b"N", error_body([(b"M", b"idle notice")])), b"S" + select1),
         steps(ALICE, b"S" + login, b"C" + ext, b"S" + ext_answer, b"C" + bind + execute + sync,
               b"S" + msg(b"2", b"") + datarow + cc(b"SELECT 1") + rfq()),
-        steps(ALICE, b"S" + login, b"C" + ext, b"S" + err(b"ERROR", b"42601", b"syntax error") + rfq()),
+        steps(ALICE, b"S" + login, b"C" + ext, b"S" + msg(b"3", b"") + err(b"ERROR", b"42601", b"syntax error") + rfq()),
+        # the statement on a new server: pgmux slips a Parse in front of the Bind
+        steps(ALICE, b"S" + login, b"C" + ext, b"S" + ext_answer, b"K", b"C" + bind + execute + sync,
+              b"S" + login, b"S" + msg(b"3", b"") + msg(b"1", b"") + msg(b"2", b"") + datarow + cc(b"SELECT 1") + rfq()),
+        steps(ALICE, b"S" + login, b"C" + ext, b"S" + ext_answer, b"K", b"C" + bind + execute + sync,
+              b"S" + login, b"S" + msg(b"3", b"") + err(b"ERROR", b"42P01", b"relation does not exist") + rfq()),
+        # a COPY behind pipelined Syncs
+        steps(ALICE, b"S" + login, b"C" + msg(b"P", b"\0COPY t FROM STDIN\0\0\0") + msg(b"B", b"\0\0\0\0\0\0\0\0") +
+              execute + sync + sync, b"S" + msg(b"1", b"") + msg(b"2", b"") + msg(b"G", struct.pack("!bHH", 0, 1, 0)),
+              b"C" + msg(b"d", b"1\n") + msg(b"c", b"") + sync, b"S" + cc(b"COPY 1") + rfq()),
         steps(ALICE, b"S" + login, b"C" + ext + q(b"DISCARD ALL"), b"S" + ext_answer + cc(b"DISCARD ALL") + rfq()),
         steps(ALICE, b"S" + login, b"C" + msg(b"C", b"Ss1\0") + sync, b"S" + msg(b"3", b"") + rfq()),
         steps(STMT, b"S" + login, b"C" + q(b"BEGIN"), b"S" + cc(b"BEGIN") + rfq(b"T")),
