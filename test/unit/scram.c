@@ -355,7 +355,7 @@ static void test_secret_rekeyed_midway(void)
     struct scram_server sv;
     struct scram_secret old, rekeyed;
     char c1[SCRAM_MAX_MSG], s1[SCRAM_MAX_MSG], c2[SCRAM_MAX_MSG], s2[SCRAM_MAX_MSG];
-    size_t c1n, s1n, c2n, s2n;
+    size_t c1n = 0, s1n = 0, c2n = 0, s2n = 0;
     uint8_t sp[32], ck[32];
     unsigned int l = 0;
     const char *err = NULL;
