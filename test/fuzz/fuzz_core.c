@@ -14,11 +14,11 @@
  *  - the srv* databases point at FUZZ_CORE_SERVER_PORT in the temporary
  *    directory, where only fuzz_server listens (elsewhere the connect fails
  *    as for db1): srv in the global transaction mode, srv_session and
- *    srv_stmt in session and statement mode, srv_cq with a connect_query;
- *  - users for the server-side login, all trust towards pgmux: alice
- *    (plain password "secret" in auth_file), erin (md5 hash of "secret"),
- *    frank (a SCRAM secret, so only pass-through could log in), nopw (no
- *    auth_file entry);
+ *    srv_stmt in session and statement mode, srv_cq with a connect_query,
+ *    srv_nopw logging in as a user auth_file does not know;
+ *  - users for the server-side login, trust towards pgmux: alice (plain
+ *    password "secret" in auth_file), erin (md5 hash of "secret"), frank (a
+ *    SCRAM secret, so only pass-through could log in);
  *  - stats_auth = alice,carol for the HTTP driver.
  * Logging is off (FATAL only) so the fuzzer's output stays readable.
  */
@@ -63,7 +63,7 @@ static const char hba_rules[] = "host all stats 127.0.0.1/32 trust\n"
                                 "host all bob 127.0.0.1/32 md5\n"
                                 "host all carol 127.0.0.1/32 scram-sha-256\n"
                                 "host all dave 127.0.0.1/32 password\n"
-                                "host all erin,frank,nopw 127.0.0.1/32 trust\n"
+                                "host all erin,frank 127.0.0.1/32 trust\n"
                                 "host all all all scram-sha-256\n";
 
 void fuzz_core_init(void)
@@ -101,10 +101,11 @@ void fuzz_core_init(void)
                      "srv = host=%s port=%d dbname=srv\n"
                      "srv_session = host=%s port=%d dbname=srv pool_mode=session\n"
                      "srv_stmt = host=%s port=%d dbname=srv pool_mode=statement\n"
-                     "srv_cq = host=%s port=%d dbname=srv connect_query='SELECT 1'\n",
+                     "srv_cq = host=%s port=%d dbname=srv connect_query='SELECT 1'\n"
+                     "srv_nopw = host=%s port=%d dbname=srv user=nopw\n",
                      authfile_path, hba_path, dir, dir, FUZZ_CORE_SERVER_PORT, dir,
                      FUZZ_CORE_SERVER_PORT, dir, FUZZ_CORE_SERVER_PORT, dir,
-                     FUZZ_CORE_SERVER_PORT);
+                     FUZZ_CORE_SERVER_PORT, dir, FUZZ_CORE_SERVER_PORT);
     const char *path = fuzz_write_file("core.ini", ini, (size_t)n);
 
     G.cfg = config_load(path, &err);

@@ -79,7 +79,7 @@ static const struct scenario scenarios[] = {
     {"alice", "srv", "application_name", "fuzz"},
     {"erin", "srv", NULL, NULL},
     {"frank", "srv", NULL, NULL},
-    {"nopw", "srv", NULL, NULL},
+    {"alice", "srv_nopw", NULL, NULL},
 };
 
 static int listen_fd = -1;
