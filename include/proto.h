@@ -82,10 +82,11 @@ struct pkt_reader {
     const uint8_t *end;
 };
 
+/* data may be NULL when len is 0 (an empty buffer never allocated). */
 static inline void reader_init(struct pkt_reader *r, const uint8_t *data, size_t len)
 {
     r->pos = data;
-    r->end = data + len;
+    r->end = len ? data + len : data;
 }
 
 static inline size_t reader_left(const struct pkt_reader *r)

@@ -47,6 +47,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * The largest message pgmux reads whole from a server (login messages,
+ * ParameterStatus, the answers to its own queries, CommandComplete while
+ * prepared statements are tracked); what it forwards is not limited. Real
+ * ones are a few hundred bytes; libpq refuses most types above 30000.
+ */
+#define SERVER_MAX_WHOLE_MSG (1024 * 1024)
+
 struct server_login {
     struct scram_client scram;
     bool scram_started;
@@ -932,13 +940,25 @@ static enum sbuf_result server_proto(struct sbuf *sb, enum sbuf_event ev, struct
         server_disconnect(s, "invalid message length from server");
         return SBUF_CLOSED;
     }
+    enum sbuf_result res;
     if (s->state == SV_LOGIN)
-        return server_login_pkt(s, hdr);
-    if (s->internal)
-        return server_internal_pkt(s, hdr);
-    if (s->link)
-        return server_active_pkt(s, hdr);
-    return server_idle_pkt(s, hdr);
+        res = server_login_pkt(s, hdr);
+    else if (s->internal)
+        res = server_internal_pkt(s, hdr);
+    else if (s->link)
+        res = server_active_pkt(s, hdr);
+    else
+        res = server_idle_pkt(s, hdr);
+    /* A message wanted whole larger than the iobuf is collected on the heap
+     * (sbuf.c): its length comes from the server, so bound it. */
+    if (res == SBUF_NEED_MORE && hdr->total > SERVER_MAX_WHOLE_MSG) {
+        if (s->state == SV_LOGIN)
+            server_login_failed(s, "08P01", "message from server too large", false);
+        else
+            server_disconnect(s, "message from server too large (%u bytes)", hdr->total);
+        return SBUF_CLOSED;
+    }
+    return res;
 }
 
 /*==== Disconnect ====*/

@@ -11,7 +11,7 @@
  * With fuzz_core's configuration the stream can log in (trust users, the
  * RFC 7677 SCRAM exchange for carol, a plain password for dave), reach the
  * console as the stats user, or ask for db1, whose server never answers
- * (connect fails at once), so server messages are not covered here.
+ * (connect fails at once), so server messages are not covered here (fuzz_server does that).
  * SSLRequest is answered 'N' (no TLS configured).
  *
  * Everything persists across inputs as it would across connections in one

@@ -11,6 +11,14 @@
  *    process and make later inputs behave differently;
  *  - [databases] db1 points at a Unix socket that does not exist, so every
  *    server connection fails at once and nothing leaves the process;
+ *  - the srv* databases point at FUZZ_CORE_SERVER_PORT in the temporary
+ *    directory, where only fuzz_server listens (elsewhere the connect fails
+ *    as for db1): srv in the global transaction mode, srv_session and
+ *    srv_stmt in session and statement mode, srv_cq with a connect_query,
+ *    srv_nopw logging in as a user auth_file does not know;
+ *  - users for the server-side login, trust towards pgmux: alice (plain
+ *    password "secret" in auth_file), erin (md5 hash of "secret"), frank (a
+ *    SCRAM secret, so only pass-through could log in);
  *  - stats_auth = alice,carol for the HTTP driver.
  * Logging is off (FATAL only) so the fuzzer's output stays readable.
  */
@@ -45,18 +53,22 @@ static const char userlist[] =
     "\"bob\" \"md5d6d49ca2d6b8fb7cbd4e2d4d5d2a8d8e\"\n"
     "\"carol\" \"SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"
     "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=\"\n"
-    "\"dave\" \"pw\"\n";
+    "\"dave\" \"pw\"\n"
+    "\"erin\" \"md5afd04d077a4c49e8ea707a36a1aceacf\"\n"
+    "\"frank\" \"SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"
+    "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=\"\n";
 
 static const char hba_rules[] = "host all stats 127.0.0.1/32 trust\n"
                                 "host all alice 127.0.0.1/32 trust\n"
                                 "host all bob 127.0.0.1/32 md5\n"
                                 "host all carol 127.0.0.1/32 scram-sha-256\n"
                                 "host all dave 127.0.0.1/32 password\n"
+                                "host all erin,frank 127.0.0.1/32 trust\n"
                                 "host all all all scram-sha-256\n";
 
 void fuzz_core_init(void)
 {
-    char ini[4096], err_text[700];
+    char ini[8192], err_text[700];
     struct config_error err;
     const char *dir = fuzz_tmpdir();
 
@@ -85,8 +97,15 @@ void fuzz_core_init(void)
                      "pool_mode = transaction\n"
                      "ignore_startup_parameters = extra_float_digits\n"
                      "[databases]\n"
-                     "db1 = host=%s/nosuchdir port=1 dbname=db1\n",
-                     authfile_path, hba_path, dir);
+                     "db1 = host=%s/nosuchdir port=1 dbname=db1\n"
+                     "srv = host=%s port=%d dbname=srv\n"
+                     "srv_session = host=%s port=%d dbname=srv pool_mode=session\n"
+                     "srv_stmt = host=%s port=%d dbname=srv pool_mode=statement\n"
+                     "srv_cq = host=%s port=%d dbname=srv connect_query='SELECT 1'\n"
+                     "srv_nopw = host=%s port=%d dbname=srv user=nopw\n",
+                     authfile_path, hba_path, dir, dir, FUZZ_CORE_SERVER_PORT, dir,
+                     FUZZ_CORE_SERVER_PORT, dir, FUZZ_CORE_SERVER_PORT, dir,
+                     FUZZ_CORE_SERVER_PORT, dir, FUZZ_CORE_SERVER_PORT);
     const char *path = fuzz_write_file("core.ini", ini, (size_t)n);
 
     G.cfg = config_load(path, &err);

@@ -2,13 +2,17 @@
 /*
  * fuzz_core: set up the whole pooler (minus main(), listeners and signals)
  * inside a fuzzer process, for the drivers that feed the real state machine:
- * fuzz_client, fuzz_admin, fuzz_http. See fuzz_core.c for the configuration.
+ * fuzz_client, fuzz_admin, fuzz_http, fuzz_server. See fuzz_core.c for the
+ * configuration.
  */
 #ifndef PGMUX_FUZZ_CORE_H
 #define PGMUX_FUZZ_CORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+/* The srv* databases are at <fuzz_tmpdir()>/.s.PGSQL.<this port> (a Unix socket). */
+#define FUZZ_CORE_SERVER_PORT 2
 
 /* Load the driver config into G and start the loop (once; later calls do nothing). */
 void fuzz_core_init(void);

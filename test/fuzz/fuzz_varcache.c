@@ -6,38 +6,70 @@
  * The input is "track_extra_parameters FUZZ_SEP op FUZZ_SEP op ...", each op
  * being a byte (slot number and which side, client or server) followed by a
  * value. After the ops the SET text is built into buffers from too small to
- * large (each exactly its size, so ASan sees an overflow), and the text is
- * read back: every statement must be "SET <tracked name>=" followed by a
- * quoted literal that decodes (with standard_conforming_strings on) to the
- * client's value. search_path is sent as the client gave it (it is already a
- * quoted list when it comes from the server), so it is only checked for
- * length.
+ * large (each exactly its size, so ASan sees an overflow): a build that
+ * does not fit must leave the server side unchanged. The text is then read
+ * back: every statement must be "SET <tracked name>=" followed by a quoted
+ * literal (E'' with doubled backslashes when the value has one) that decodes
+ * to the client's value; a search_path that is a list of identifiers is sent
+ * as the client gave it.
  */
 #include "fuzz.h"
 
 #include "varcache.h"
 
+#include <ctype.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_OPS 32
 
-/*
- * With PGMUX_FUZZ_VARCACHE_ATOMIC=1 in the environment, a build that fails
- * for lack of room must leave the server side unchanged. It does not today
- * (see the issue 9 report): the slots before the one that did not fit are
- * already copied, so a server can be left believing in values it never got.
- */
-static bool check_atomic;
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+/* Decode the literal at *pp ('...' or E'...') and compare it with want; aborts on a mismatch. */
+static void check_literal(const char **pp, const char *want)
 {
-    const char *e = getenv("PGMUX_FUZZ_VARCACHE_ATOMIC");
-    check_atomic = e && strcmp(e, "1") == 0;
-    return 0;
+    const char *p = *pp;
+    bool e = *p == 'E';
+    if (e)
+        p++;
+    if (*p++ != '\'')
+        abort();
+    size_t k = 0;
+    for (;;) {
+        if (*p == 0)
+            abort();
+        if (*p == '\'') {
+            if (p[1] != '\'')
+                break;
+            p++;
+        } else if (e && *p == '\\') {
+            if (p[1] != '\\')
+                abort();
+            p++;
+        }
+        if (want[k++] != *p++)
+            abort();
+    }
+    if (want[k] != 0)
+        abort();
+    *pp = p + 1;
 }
 
-/* Read one "SET name='...';" at *pp; checks it against the client's value. */
+/* Outside double quotes only identifier characters, commas and blanks (no ';' or quote). */
+static bool identifier_list(const char *s)
+{
+    bool quoted = false;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"')
+            quoted = !quoted; /* a doubled "" inside quotes toggles twice */
+        else if (!quoted && !isalnum(ch) && ch != '_' && ch != '$' && ch != ',' && ch != ' ' &&
+                 ch < 0x80)
+            return false;
+    }
+    return !quoted;
+}
+
+/* Read one "SET name=value;" at *pp; checks it against the client's value. */
 static void check_statement(const char **pp, const struct varcache *client)
 {
     const char *p = *pp;
@@ -57,43 +89,23 @@ static void check_statement(const char **pp, const struct varcache *client)
     }
     if (idx < 0)
         abort();
-    const char *name = varcache_name(idx);
-    const char *eq = p + nlen;
     const char *want = varcache_get(client, idx);
     if (!want)
         abort();
-    p = eq + 1;
-    if (strcmp(name, "search_path") == 0) {
-        size_t wlen = strlen(want);
-        if (wlen == 0) {
-            if (strncmp(p, "'';", 3) != 0)
-                abort();
-            p += 3;
-        } else {
-            if (strncmp(p, want, wlen) != 0 || p[wlen] != ';')
-                abort();
-            p += wlen + 1;
-        }
-        *pp = p;
-        return;
-    }
-    if (*p++ != '\'')
-        abort();
-    size_t k = 0;
-    for (;;) {
-        if (*p == 0)
+    p += nlen + 1;
+    size_t wlen = strlen(want);
+    if (strcmp(varcache_name(idx), "search_path") == 0 && wlen > 0 &&
+        strncmp(p, want, wlen) == 0 && p[wlen] == ';') {
+        /* Sent as it is: only an identifier list may be. */
+        if (!identifier_list(want))
             abort();
-        if (*p == '\'') {
-            if (p[1] != '\'')
-                break;
-            p++;
-        }
-        if (want[k++] != *p++)
-            abort();
+        p += wlen;
+    } else {
+        check_literal(&p, want);
     }
-    if (want[k] != 0 || p[1] != ';')
+    if (*p != ';')
         abort();
-    *pp = p + 2;
+    *pp = p + 1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -128,7 +140,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     varcache_copy(&server2, &server);
 
-    /* Too small buffers: -1 or a complete result, never an overflow. */
+    /* Too small buffers: -1 (and nothing changed) or a complete result, never an overflow. */
     static const size_t small[] = {1, 2, 9, 16, 64};
     for (size_t i = 0; i < sizeof(small) / sizeof(small[0]); i++) {
         struct varcache s;
@@ -140,7 +152,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int len = varcache_build_set(&client, &s, buf, small[i]);
         if (len >= 0 && (size_t)len != strlen(buf))
             abort();
-        if (len < 0 && check_atomic)
+        if (len < 0)
             for (int k = 0; k < count; k++)
                 if (!varcache_same(&s, &server, k))
                     abort();

@@ -7,7 +7,9 @@ documents at its top. Run it again after editing; the files are committed.
 Crash inputs that were fixed live in corpus/<driver>/ too, under names
 starting with "crash-", and are never removed by this script.
 """
+import base64
 import hashlib
+import hmac
 import os
 import struct
 import sys
@@ -210,6 +212,133 @@ def seeds_varcache():
     ]
 
 
+def scram_server_side(password, cnonce, snonce, salt, iterations):
+    """server-first and server-final for pgmux's client-first "n,,n=,r=<cnonce>" (RFC 5802)."""
+    nonce = cnonce + snonce
+    server_first = b"r=" + nonce + b",s=" + base64.b64encode(salt) + b",i=%d" % iterations
+    salted = hashlib.pbkdf2_hmac("sha256", password, salt, iterations)
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    auth_message = b"n=,r=" + cnonce + b"," + server_first + b",c=biws,r=" + nonce
+    signature = hmac.new(server_key, auth_message, "sha256").digest()
+    return server_first, b"v=" + base64.b64encode(signature)
+
+
+def seeds_server():
+    """fuzz_server: scenario byte, then steps ('S' server bytes, 'C' client bytes, 'X', 'K')."""
+    ALICE, SESSION, STMT, CQ, APPNAME, ERIN, FRANK, NOPW = range(8)
+
+    def auth(code, body=b""):
+        return msg(b"R", struct.pack("!I", code) + body)
+
+    def param(k, v):
+        return msg(b"S", k + b"\0" + v + b"\0")
+
+    def rfq(status=b"I"):
+        return msg(b"Z", status)
+
+    def cc(tag):
+        return msg(b"C", tag + b"\0")
+
+    def q(sql):
+        return msg(b"Q", sql + b"\0")
+
+    def err(sev, code, text):
+        return msg(b"E", error_body([(b"S", sev), (b"V", sev), (b"C", code), (b"M", text)]))
+
+    rowdesc = msg(b"T", struct.pack("!H", 1) + b"?column?\0" + struct.pack("!IHIhih", 0, 0, 23, 4, -1, 0))
+    datarow = msg(b"D", struct.pack("!HI", 1, 1) + b"1")
+    params = (param(b"server_version", b"15.8") + param(b"client_encoding", b"UTF8") +
+              param(b"DateStyle", b"ISO, MDY") + param(b"TimeZone", b"UTC") +
+              param(b"standard_conforming_strings", b"on") + param(b"IntervalStyle", b"postgres") +
+              param(b"integer_datetimes", b"on"))
+    login_tail = params + msg(b"K", struct.pack("!II", 4242, 0x12345678)) + rfq()
+    login = auth(0) + login_tail
+    select1 = rowdesc + datarow + cc(b"SELECT 1") + rfq()
+
+    def steps(scenario, *parts):
+        return SEP.join([bytes([scenario])] + list(parts))
+
+    salt = b"0123456789abcdef"
+    sfirst, sfinal = scram_server_side(b"secret", RFC_CNONCE, b"SRVNONCE", salt, 16)
+    parse = msg(b"P", b"s1\0SELECT $1::int\0" + struct.pack("!HI", 1, 23))
+    bind = msg(b"B", b"\0s1\0" + struct.pack("!HHI", 0, 1, 1) + b"7" + struct.pack("!H", 0))
+    describe = msg(b"D", b"P\0")
+    execute = msg(b"E", b"\0" + struct.pack("!I", 0))
+    sync = msg(b"S", b"")
+    ext = parse + bind + describe + execute + sync
+    # pgmux sends Close + Parse of its own statement name for a client's Parse: the
+    # CloseComplete is its own (dropped), the ParseComplete the client's.
+    ext_answer = (msg(b"3", b"") + msg(b"1", b"") + msg(b"2", b"") + rowdesc +
+                  msg(b"D", struct.pack("!HI", 1, 1) + b"7") + cc(b"SELECT 1") + rfq())
+    return [
+        # login variants
+        steps(ALICE, b"S" + login, b"C" + q(b"SELECT 1"), b"S" + select1, b"C" + msg(b"X", b"")),
+        steps(ALICE, b"S" + auth(3), b"S" + login, b"C" + q(b"SELECT 1"), b"S" + select1),
+        steps(ALICE, b"S" + auth(5, b"salt"), b"S" + login, b"C" + q(b"SELECT 1"), b"S" + select1),
+        steps(ERIN, b"S" + auth(5, b"\x01\x02\x03\x04"), b"S" + login),
+        steps(ERIN, b"S" + auth(3)),
+        steps(FRANK, b"S" + auth(10, b"SCRAM-SHA-256\0\0")),
+        steps(NOPW, b"S" + auth(5, b"salt")),
+        steps(ALICE, b"S" + auth(10, b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0"), b"S" + auth(11, sfirst),
+              b"S" + auth(12, sfinal) + login, b"C" + q(b"SELECT 1"), b"S" + select1),
+        steps(ALICE, b"S" + auth(10, b"SCRAM-SHA-256\0\0"), b"S" + auth(11, sfirst), b"S" + auth(12, b"v=AAAA")),
+        steps(ALICE, b"S" + auth(10, b"SCRAM-SHA-256\0\0") + auth(11, b"r=x,s=c2FsdA==,i=1")),
+        steps(ALICE, b"S" + auth(12, b"v=x")),
+        steps(ALICE, b"S" + auth(7)),
+        steps(ALICE, b"S" + err(b"FATAL", b"28P01", b"password authentication failed for user \"alice\"")),
+        steps(ALICE, b"S" + err(b"FATAL", b"57P03", b"the database system is starting up")),
+        steps(ALICE, b"S" + msg(b"v", struct.pack("!II", 0, 1) + b"_pq_.x\0") + msg(b"N", error_body([(b"M", b"hi")])) + login,
+              b"C" + q(b"SELECT 1"), b"S" + select1),
+        steps(ALICE, b"S" + auth(0) + param(b"x" * 5000, b"y") + rfq(), b"C" + q(b"SELECT 1"), b"S" + select1),
+        steps(ALICE, b"S" + auth(0) + msg(b"K", b"short") + rfq()),
+        steps(ALICE, b"S" + auth(0) + msg(b"D", b"")),
+        steps(ALICE, b"S" + b"R\0\0\0\3"),
+        steps(ALICE, b"K"),
+        # linked phase
+        steps(ALICE, b"S" + login, b"C" + q(b"BEGIN"), b"S" + cc(b"BEGIN") + rfq(b"T"), b"C" + q(b"SELECT 1"),
+              b"S" + select1[:-6] + rfq(b"T"), b"C" + q(b"COMMIT"), b"S" + cc(b"COMMIT") + rfq()),
+        steps(ALICE, b"S" + login, b"C" + q(b"SELECT 1/0"),
+              b"S" + err(b"ERROR", b"22012", b"division by zero") + rfq()),
+        steps(ALICE, b"S" + login, b"C" + q(b"COPY t FROM STDIN"), b"S" + msg(b"G", struct.pack("!bHH", 0, 1, 0)),
+              b"C" + msg(b"d", b"1\n") + msg(b"c", b""), b"S" + cc(b"COPY 1") + rfq()),
+        steps(ALICE, b"S" + login, b"C" + q(b"COPY t TO STDOUT"),
+              b"S" + msg(b"H", struct.pack("!bHH", 0, 1, 0)) + msg(b"d", b"1\n") + msg(b"c", b"") + cc(b"COPY 1") + rfq()),
+        steps(ALICE, b"S" + login, b"C" + q(b"SELECT 1"), b"S" + rowdesc + msg(b"D", struct.pack("!HI", 1, 9000) + b"x" * 9000)
+              + cc(b"SELECT 1") + rfq()),
+        steps(ALICE, b"S" + login, b"C" + q(b"SELECT 1"), b"S" + rowdesc + datarow, b"K"),
+        steps(ALICE, b"S" + login, b"C" + q(b"SELECT 1"), b"S" + rowdesc, b"X", b"S" + datarow + cc(b"SELECT 1") + rfq()),
+        steps(ALICE, b"S" + login, b"C" + q(b"SET application_name = 'x'"),
+              b"S" + cc(b"SET") + param(b"application_name", b"x") + rfq()),
+        steps(ALICE, b"S" + login, b"C" + q(b"LISTEN x"), b"S" + cc(b"LISTEN") + rfq(),
+              b"S" + msg(b"A", struct.pack("!I", 1) + b"x\0\0")),
+        steps(ALICE, b"S" + login, b"S" + msg(b"N", error_body([(b"M", b"idle notice")])), b"S" + select1),
+        steps(ALICE, b"S" + login, b"C" + ext, b"S" + ext_answer, b"C" + bind + execute + sync,
+              b"S" + msg(b"2", b"") + datarow + cc(b"SELECT 1") + rfq()),
+        steps(ALICE, b"S" + login, b"C" + ext, b"S" + msg(b"3", b"") + err(b"ERROR", b"42601", b"syntax error") + rfq()),
+        # the statement on a new server: pgmux slips a Parse in front of the Bind
+        steps(ALICE, b"S" + login, b"C" + ext, b"S" + ext_answer, b"K", b"C" + bind + execute + sync,
+              b"S" + login, b"S" + msg(b"3", b"") + msg(b"1", b"") + msg(b"2", b"") + datarow + cc(b"SELECT 1") + rfq()),
+        steps(ALICE, b"S" + login, b"C" + ext, b"S" + ext_answer, b"K", b"C" + bind + execute + sync,
+              b"S" + login, b"S" + msg(b"3", b"") + err(b"ERROR", b"42P01", b"relation does not exist") + rfq()),
+        # a COPY behind pipelined Syncs
+        steps(ALICE, b"S" + login, b"C" + msg(b"P", b"\0COPY t FROM STDIN\0\0\0") + msg(b"B", b"\0\0\0\0\0\0\0\0") +
+              execute + sync + sync, b"S" + msg(b"1", b"") + msg(b"2", b"") + msg(b"G", struct.pack("!bHH", 0, 1, 0)),
+              b"C" + msg(b"d", b"1\n") + msg(b"c", b"") + sync, b"S" + cc(b"COPY 1") + rfq()),
+        steps(ALICE, b"S" + login, b"C" + ext + q(b"DISCARD ALL"), b"S" + ext_answer + cc(b"DISCARD ALL") + rfq()),
+        steps(ALICE, b"S" + login, b"C" + msg(b"C", b"Ss1\0") + sync, b"S" + msg(b"3", b"") + rfq()),
+        steps(STMT, b"S" + login, b"C" + q(b"BEGIN"), b"S" + cc(b"BEGIN") + rfq(b"T")),
+        # internal queries
+        steps(CQ, b"S" + login, b"S" + select1, b"C" + q(b"SELECT 1"), b"S" + select1),
+        steps(CQ, b"S" + login, b"S" + err(b"ERROR", b"42P01", b"no such table") + rfq()),
+        steps(CQ, b"S" + login, b"S" + cc(b"BEGIN") + rfq(b"T")),
+        steps(APPNAME, b"S" + login, b"C" + q(b"SELECT 1"), b"S" + cc(b"SET") + param(b"application_name", b"fuzz") + rfq(),
+              b"S" + select1),
+        steps(APPNAME, b"S" + login, b"C" + q(b"SELECT 1"), b"S" + err(b"ERROR", b"22023", b"invalid value") + rfq()),
+        steps(SESSION, b"S" + login, b"C" + q(b"SELECT 1"), b"S" + select1, b"X", b"S" + cc(b"DISCARD ALL") + rfq()),
+        steps(SESSION, b"S" + login, b"C" + q(b"SELECT 1"), b"S" + select1, b"X", b"S" + err(b"ERROR", b"0A000", b"no") + rfq()),
+    ]
+
+
 DRIVERS = {
     "proto": seeds_proto,
     "scram_server": seeds_scram_server,
@@ -219,6 +348,7 @@ DRIVERS = {
     "hba": seeds_hba,
     "authfile": seeds_authfile,
     "varcache": seeds_varcache,
+    "server": seeds_server,
 }
 
 

@@ -35,10 +35,11 @@ while [ $# -gt 0 ]; do
 done
 
 CC=${CC:-clang-14}
+# cassert: the fuzzers check pgmux's Assert() invariants too.
 if [ ! -f "$build/build.ninja" ]; then
-    CC="$CC" meson setup "$build" "$root" -Dfuzz=true -Db_lundef=false >/dev/null
+    CC="$CC" meson setup "$build" "$root" -Dfuzz=true -Dcassert=true -Db_lundef=false >/dev/null
 else
-    meson configure "$build" -Dfuzz=true >/dev/null
+    meson configure "$build" -Dfuzz=true -Dcassert=true >/dev/null
 fi
 ninja -C "$build" >/dev/null
 
@@ -80,7 +81,9 @@ run_one() {
     ft=$(echo "$line" | sed -n 's/.*ft: \([0-9]*\).*/\1/p')
     corp=$(echo "$line" | sed -n 's/.*corp: \([^ ]*\).*/\1/p')
     if [ "$rc" -ne 0 ]; then
-        res="FAIL (exit $rc, see $log and $crashes)"
+        # libFuzzer names the input it saved: that is the reproducer.
+        repro=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
+        res="FAIL (exit $rc) reproducer ${repro:-none, see $crashes} log $log"
     else
         res="ok"
     fi
