@@ -36,6 +36,7 @@
 #include "loop.h"
 #include "pgmux.h"
 #include "pool.h"
+#include "throttle.h"
 #include "varcache.h"
 
 #include <errno.h>
@@ -130,6 +131,10 @@ void fuzz_core_init(void)
     pool_init();
     loop_init();
     dns_init();
+    if (!throttle_init()) {
+        fprintf(stderr, "fuzz_core: throttle_init failed\n");
+        abort();
+    }
     db_apply_config(G.cfg);
     G.start_time = ev_time();
 }
