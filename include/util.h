@@ -38,4 +38,21 @@ static inline bool csv_next(const char **pos, const char **item, size_t *len)
     }
 }
 
+/*
+ * A run-time parameter name pgmux may put unquoted into a SET: a letter or _,
+ * then letters, digits, _ or . (extension names like "app.user"), at most 63.
+ */
+static inline bool param_name_valid(const char *name, size_t len)
+{
+    if (len == 0 || len > 63)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = name[i];
+        bool alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_';
+        if (!alpha && (i == 0 || !((ch >= '0' && ch <= '9') || ch == '.')))
+            return false;
+    }
+    return true;
+}
+
 #endif

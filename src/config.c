@@ -19,6 +19,7 @@
  */
 #include "config.h"
 #include "connstr.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -430,6 +431,18 @@ static bool config_check_string(const struct config_key *k, const char *value, c
     }
     if (k->offset == offsetof(struct config, stats_allow))
         return config_check_addr_list(value, msg, msglen);
+    if (k->offset == offsetof(struct config, track_extra_parameters)) {
+        /* The names go unquoted into the SET pgmux sends before a client's transaction. */
+        const char *p = value, *item;
+        size_t n;
+        while (csv_next(&p, &item, &n)) {
+            if (!param_name_valid(item, n)) {
+                snprintf(msg, msglen, "invalid parameter name \"%.*s\": expected letters, "
+                                      "digits, _ and .", (int)(n > 80 ? 80 : n), item);
+                return false;
+            }
+        }
+    }
     return true;
 }
 

@@ -47,8 +47,8 @@ void varcache_init_names(const char *track_extra)
     const char *p = track_extra ? track_extra : "", *item;
     size_t n;
     while (name_count < VAR_MAX && csv_next(&p, &item, &n)) {
-        if (n >= sizeof(name_store[0]))
-            continue;
+        if (n >= sizeof(name_store[0]) || !param_name_valid(item, n))
+            continue; /* config.c refuses these; a name is never quoted in the SET */
         char tmp[64];
         memcpy(tmp, item, n);
         tmp[n] = 0;

@@ -35,6 +35,9 @@ def _assert_names_file_line(text, path, line):
     ("pool_mode = sometimes", "pool_mode"),
     ("query_timeout = soon", "query_timeout"),
     ("listen_port = 99999999", "listen_port"),
+    # names go unquoted into SET: anything but an identifier (with dots) is refused
+    ("track_extra_parameters = search_path, a=b", "track_extra_parameters"),
+    ("track_extra_parameters = x'; DROP TABLE t; --", "track_extra_parameters"),
 ])
 def test_bad_config_line(pgmux_factory, bad, key):
     m = pgmux_factory(start=False, extra_ini="; a comment before the bad line\n" + bad)
