@@ -51,6 +51,9 @@ void pool_free_justfree(void);
 /* The client (servers false) or server socket cache, for SHOW MEM and SHOW LISTS. */
 void pool_cache_stats(bool servers, size_t *size, int *total, int *free_count);
 
+/* Mark every server of p close_needed: idle ones close now, busy ones when released. */
+void pool_recycle_servers(struct pool *p, const char *why);
+
 /* Give waiting clients of a pool the server's login error and disconnect them. */
 void pool_fail_waiting(struct pool *p, const char *sqlstate, const char *msg);
 

@@ -93,19 +93,7 @@ static void db_recycle_servers(struct database *db)
         struct pool *p = container_of(pi, struct pool, head);
         if (p->db != db)
             continue;
-        struct statlist *lists[] = {&p->new_servers,    &p->active_servers,
-                                    &p->used_servers,   &p->tested_servers,
-                                    &p->canceling_servers, &p->idle_servers};
-        for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
-            struct list *item, *tmp;
-            statlist_foreach_safe(item, tmp, lists[i])
-            {
-                struct pgsock *s = container_of(item, struct pgsock, head);
-                s->close_needed = true;
-                if (s->state == SV_IDLE || s->state == SV_USED)
-                    server_disconnect(s, "database configuration changed");
-            }
-        }
+        pool_recycle_servers(p, "database configuration changed");
         /* The welcome may have been made by the old server: take a fresh one. */
         free(p->welcome);
         p->welcome = NULL;

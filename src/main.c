@@ -250,18 +250,7 @@ static void recycle_all_servers(const char *why)
     struct list *pi;
     for (pi = G.pools.next; pi != &G.pools; pi = pi->next) {
         struct pool *p = container_of(pi, struct pool, head);
-        struct statlist *lists[] = {&p->new_servers,    &p->active_servers,    &p->used_servers,
-                                    &p->tested_servers, &p->canceling_servers, &p->idle_servers};
-        for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
-            struct list *item, *tmp;
-            statlist_foreach_safe(item, tmp, lists[i])
-            {
-                struct pgsock *s = container_of(item, struct pgsock, head);
-                s->close_needed = true;
-                if (s->state == SV_IDLE || s->state == SV_USED)
-                    server_disconnect(s, "%s", why);
-            }
-        }
+        pool_recycle_servers(p, why);
     }
 }
 

@@ -450,6 +450,22 @@ void pool_release_server(struct pgsock *server)
     pool_server_ready(server);
 }
 
+void pool_recycle_servers(struct pool *p, const char *why)
+{
+    struct statlist *lists[] = {&p->new_servers,    &p->active_servers,    &p->used_servers,
+                                &p->tested_servers, &p->canceling_servers, &p->idle_servers};
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        struct list *item, *tmp;
+        statlist_foreach_safe(item, tmp, lists[i])
+        {
+            struct pgsock *s = container_of(item, struct pgsock, head);
+            s->close_needed = true;
+            if (s->state == SV_IDLE || s->state == SV_USED)
+                server_disconnect(s, "%s", why);
+        }
+    }
+}
+
 void pool_fail_waiting(struct pool *p, const char *sqlstate, const char *msg)
 {
     struct list *item, *tmp;
