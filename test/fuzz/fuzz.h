@@ -37,6 +37,13 @@ char *fuzz_strdup(struct fuzz_part part);
 /* The process's temporary directory (made on first use; aborts if it cannot be). */
 const char *fuzz_tmpdir(void);
 
+/*
+ * Write all len bytes to fd. Returns false when fd stopped taking them (a
+ * closed peer, a full non-blocking socket): what was left is lost, as on a
+ * network.
+ */
+bool fuzz_write_all(int fd, const void *data, size_t len);
+
 /* Write len bytes to name inside fuzz_tmpdir(); returns the full path (static buffer per slot). */
 const char *fuzz_write_file(const char *name, const void *data, size_t len);
 

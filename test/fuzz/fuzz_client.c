@@ -22,13 +22,6 @@
 #include "fuzz_core.h"
 #include "scram_vectors.h"
 
-#include "client.h"
-#include "pgmux.h"
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,34 +35,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    int sv[2];
-    struct sockaddr_in sin;
-
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
-        abort();
-    /* Room for the whole input: the write below must not block or be short. */
-    int sz = 1 << 20;
-    setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-    setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(40000);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     /* The first SCRAM exchange of this connection uses the RFC server nonce. */
     scram_test_set_nonce(RFC_SNONCE);
-    client_accept(sv[0], (struct sockaddr *)&sin, sizeof(sin), false);
-
-    size_t off = 0;
-    while (off < size) {
-        ssize_t n = write(sv[1], data + off, size - off);
-        if (n <= 0)
-            break;
-        off += (size_t)n;
-    }
-    shutdown(sv[1], SHUT_WR);
-    fuzz_core_spin(sv[1], MAX_ITER);
-    close(sv[1]);
+    int fd = fuzz_core_client();
+    fuzz_write_all(fd, data, size);
+    shutdown(fd, SHUT_WR);
+    fuzz_core_spin(fd, MAX_ITER);
+    close(fd);
     /* The peer is gone: let pgmux notice and free everything of this connection. */
     fuzz_core_spin(-1, MAX_ITER);
     scram_test_set_nonce(NULL);

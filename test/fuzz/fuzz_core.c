@@ -27,6 +27,7 @@
 #include "fuzz.h"
 
 #include "authfile.h"
+#include "client.h"
 #include "config.h"
 #include "db.h"
 #include "dns.h"
@@ -39,11 +40,14 @@
 #include "throttle.h"
 #include "varcache.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static bool started;
@@ -139,30 +143,51 @@ void fuzz_core_init(void)
     G.start_time = ev_time();
 }
 
-size_t fuzz_core_spin(int drain_fd, int max_iter)
+int fuzz_core_client(void)
+{
+    int sv[2];
+    struct sockaddr_in sin;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        abort();
+    int sz = 1 << 20;
+    setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+    setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(40000);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    client_accept(sv[0], (struct sockaddr *)&sin, sizeof(sin), false);
+    return sv[1];
+}
+
+size_t fuzz_core_drain(int fd, const char *who)
 {
     static int dump = -1;
     char buf[65536];
     size_t total = 0;
+    ssize_t got;
 
     if (dump < 0)
         dump = getenv("PGMUX_FUZZ_DUMP") != NULL;
+    while ((got = read(fd, buf, sizeof(buf))) > 0) {
+        if (dump) {
+            fprintf(stderr, "\n[pgmux to %s, %zd bytes]\n", who, got);
+            fwrite(buf, 1, (size_t)got, stderr);
+        }
+        total += (size_t)got;
+    }
+    return total;
+}
+
+size_t fuzz_core_spin(int drain_fd, int max_iter)
+{
+    size_t total = 0;
 
     for (int i = 0; i < max_iter; i++) {
         ev_run(loop_main, EVRUN_NOWAIT);
-        if (drain_fd >= 0) {
-            for (;;) {
-                ssize_t got = read(drain_fd, buf, sizeof(buf));
-                if (got > 0) {
-                    /* PGMUX_FUZZ_DUMP=1: show the answers (for checking seeds by hand). */
-                    if (dump)
-                        fwrite(buf, 1, (size_t)got, stderr);
-                    total += (size_t)got;
-                    continue;
-                }
-                break;
-            }
-        }
+        if (drain_fd >= 0)
+            total += fuzz_core_drain(drain_fd, "client");
         if (G.client_count == 0 && G.justfree_clients.count == 0 &&
             G.justfree_servers.count == 0 && i > 2)
             break;

@@ -24,13 +24,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static void drain(int fd)
-{
-    char buf[65536];
-    while (read(fd, buf, sizeof(buf)) > 0)
-        ;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fuzz_part part[4];
@@ -56,16 +49,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* Each chunk is one write; the loop's read callback takes it as a recv would. */
     for (size_t i = 0; i < n && n_conns > 0; i++) {
-        size_t off = 0;
-        while (off < part[i].len) {
-            ssize_t w = write(sv[1], part[i].p + off, part[i].len - off);
-            if (w <= 0)
-                break;
-            off += (size_t)w;
-        }
+        fuzz_write_all(sv[1], part[i].p, part[i].len);
         for (int spins = 0; spins < 16 && n_conns > 0; spins++) {
             ev_run(loop_main, EVRUN_NOWAIT);
-            drain(sv[1]);
+            fuzz_core_drain(sv[1], "http client");
         }
     }
     /* Still open (keep-alive, or a head not complete yet): close it as the timer would. */

@@ -51,7 +51,6 @@
 #include "proto.h"
 
 #include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +85,6 @@ static int listen_fd = -1;
 static int client_fd = -1;
 static int server_fd[MAX_SERVERS];
 static int n_servers;
-static int dump = -1;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -95,7 +93,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fuzz_core_init();
     /* As main() does: a write to a peer that hung up fails with EPIPE instead. */
     signal(SIGPIPE, SIG_IGN);
-    dump = getenv("PGMUX_FUZZ_DUMP") != NULL;
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
     int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", fuzz_tmpdir(),
@@ -109,29 +106,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     }
     return 0;
-}
-
-static void write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n <= 0)
-            return; /* the peer is gone: what it did not take is lost, as on a network */
-        p += n;
-        len -= (size_t)n;
-    }
-}
-
-static void drain(int fd, const char *what)
-{
-    char buf[65536];
-    ssize_t got;
-    while ((got = read(fd, buf, sizeof(buf))) > 0) {
-        if (dump) {
-            fprintf(stderr, "\n[pgmux to %s, %zd bytes]\n", what, got);
-            fwrite(buf, 1, (size_t)got, stderr);
-        }
-    }
 }
 
 /* Take the server connections pgmux opened; the newest one gets the server bytes. */
@@ -157,10 +131,10 @@ static void spin(int iterations)
         ev_run(loop_main, EVRUN_NOWAIT);
         accept_servers();
         if (client_fd >= 0)
-            drain(client_fd, "client");
+            fuzz_core_drain(client_fd, "client");
         for (int k = 0; k < n_servers; k++)
             if (server_fd[k] >= 0)
-                drain(server_fd[k], "server");
+                fuzz_core_drain(server_fd[k], "server");
     }
 }
 
@@ -219,7 +193,7 @@ static void send_startup(const struct scenario *sc)
     uint32_t be = htonl((uint32_t)len), code = htonl(PKT_PROTO_V3);
     memcpy(pkt, &be, 4);
     memcpy(pkt + 4, &code, 4);
-    write_all(client_fd, pkt, len);
+    fuzz_write_all(client_fd, pkt, len);
 }
 
 /* True when the input asks for a SCRAM iteration count that is legal but slow. */
@@ -323,8 +297,6 @@ static void teardown(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fuzz_part part[MAX_PARTS];
-    struct sockaddr_in sin;
-    int sv[2];
 
     if (size == 0 || costly_iterations(data, size))
         return 0;
@@ -333,17 +305,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         &scenarios[(part[0].len ? part[0].p[0] : 0) % (sizeof(scenarios) / sizeof(scenarios[0]))];
 
     reset_pools();
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
-        abort();
-    int sz = 1 << 20;
-    setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-    setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(40000);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    client_fd = sv[1];
-    client_accept(sv[0], (struct sockaddr *)&sin, sizeof(sin), false);
+    client_fd = fuzz_core_client();
     /* A SASL login towards the server uses the RFC client nonce (seeds can then finish it). */
     scram_test_set_nonce(RFC_CNONCE);
     send_startup(sc);
@@ -360,7 +322,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         switch (p[0]) {
         case 'C':
             if (client_fd >= 0)
-                write_all(client_fd, p + 1, len - 1);
+                fuzz_write_all(client_fd, p + 1, len - 1);
             break;
         case 'X':
             close_fd(&client_fd);
@@ -371,7 +333,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         default:
             if (srv && *srv >= 0)
-                write_all(*srv, p + 1, len - 1);
+                fuzz_write_all(*srv, p + 1, len - 1);
             break;
         }
         spin(STEP_ITER);

@@ -91,16 +91,23 @@ const char *fuzz_write_file(const char *name, const void *data, size_t len)
         perror(path);
         abort();
     }
-    const uint8_t *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n <= 0) {
-            perror(path);
-            abort();
-        }
-        p += n;
-        len -= (size_t)n;
+    if (!fuzz_write_all(fd, data, len)) {
+        perror(path);
+        abort();
     }
     close(fd);
     return path;
+}
+
+bool fuzz_write_all(int fd, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
 }
