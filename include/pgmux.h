@@ -102,6 +102,8 @@ struct pgsock {
     int cancel_pending;  /* server: cancel requests in flight to it */
     uint64_t id;         /* monotonic, for logs and SHOW CLIENTS */
     struct pool *pool;   /* NULL for a client still in startup */
+    struct user *login_user; /* client: who logged in; the pool's user can be the db's
+                              * forced user instead (users live until exit) */
     struct pgsock *link; /* the paired socket; not owned */
     union {
         struct client_login *clogin; /* client: while CL_LOGIN */
@@ -235,6 +237,14 @@ struct global {
 };
 
 extern struct global G;
+
+/* The user to name in logs and SHOW lists: a client's login user, else its pool's; NULL before login. */
+static inline const char *pgsock_user_name(const struct pgsock *s)
+{
+    if (s->login_user)
+        return s->login_user->name;
+    return s->pool ? s->pool->user->name : NULL;
+}
 
 
 #endif

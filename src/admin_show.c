@@ -440,7 +440,7 @@ static void socket_row(struct admin_ctx *x, const struct pgsock *s, const char *
     const char *user = "(nouser)", *db = "(nodb)";
     if (s->pool) {
         db = s->pool->db->name;
-        user = s->pool->user->name;
+        user = pgsock_user_name(s);
         if (s->admin)
             user = admin_client_user(s);
     }
@@ -584,7 +584,7 @@ static void fds_list(struct admin_ctx *x, const struct statlist *l)
             ss = varcache_lookup("standard_conforming_strings");
         int ds = varcache_lookup("DateStyle"), tz = varcache_lookup("TimeZone");
         rs_row(x, "issssiqisssssbb", s->sbuf.fd, s->is_server ? "server" : "client",
-               s->pool ? s->pool->user->name : NULL, s->pool ? s->pool->db->name : NULL, addr, port,
+               pgsock_user_name(s), s->pool ? s->pool->db->name : NULL, addr, port,
                key, s->link ? s->link->sbuf.fd : 0, enc >= 0 ? varcache_get(&s->vars, enc) : NULL,
                ss >= 0 ? varcache_get(&s->vars, ss) : NULL,
                ds >= 0 ? varcache_get(&s->vars, ds) : NULL,

@@ -932,11 +932,18 @@ static bool client_login_ok(struct pgsock *c)
                           "client connections exceeded (max_user_client_connections)");
         return false;
     }
-    struct pool *p = pool_get(db, u);
+    /* As PgBouncer: SHOW CLIENTS names the user who logged in, but under
+     * auth_type=any the name was never checked, so it is the forced user's. */
+    struct user *login = u;
+    if (db->forced_user && cl->method != AUTH_ANY)
+        login = db_find_or_add_user(cl->user);
+    struct pool *p = login ? pool_get(db, u) : NULL;
     if (!p || !cancel_register(c)) {
         client_disconnect(c, "53200", "out of memory");
         return false;
     }
+    c->pool = p;
+    c->login_user = login;
     if (G.cfg->log_connections) {
         /* PgBouncer's line, tls= included. */
         char tls[128];
@@ -947,7 +954,6 @@ static bool client_login_ok(struct pgsock *c)
     OPENSSL_cleanse(cl->secret, sizeof(cl->secret));
     free(c->clogin);
     c->clogin = NULL;
-    c->pool = p;
     db->client_count++;
     u->client_count++;
     p->stats.client_login_count++;

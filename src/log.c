@@ -114,7 +114,7 @@ static void log_format_json(struct textbuf *out, int level, const struct pgsock 
                        (unsigned long long)s->id);
         textbuf_json_string(out, s->pool ? s->pool->db->name : NULL);
         textbuf_puts(out, ",\"user\":");
-        textbuf_json_string(out, s->pool ? s->pool->user->name : NULL);
+        textbuf_json_string(out, pgsock_user_name(s));
         textbuf_puts(out, ",\"addr\":");
         textbuf_json_string(out, log_addr(s, addr, sizeof(addr)));
     }
@@ -226,7 +226,7 @@ void slog_msg(int level, const struct pgsock *s, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     const char *db = s->pool ? s->pool->db->name : "(nodb)";
-    const char *user = s->pool ? s->pool->user->name : "(nouser)";
+    const char *user = s->pool ? pgsock_user_name(s) : "(nouser)";
     snprintf(prefix, sizeof(prefix), "%c-%llu: %s/%s@%s ", s->is_server ? 'S' : 'C',
              (unsigned long long)s->id, db, user, log_addr(s, addr, sizeof(addr)));
     log_write(level, s, NULL, NULL, prefix, msg);

@@ -287,6 +287,32 @@ def test_stats_pools_clients_servers_values(mux):
     assert {r["id"] for r in active} <= {r["id"] for r in socks}
 
 
+@pytest.mark.parametrize("auth_type", ["scram-sha-256", "any"])
+def test_forced_user_db_shows_login_user(adm_factory, pg, auth_type):
+    """A database with user= logs in to PostgreSQL as that user, but SHOW CLIENTS and the log
+    name the user who logged in to pgmux, as PgBouncer does. Under auth_type=any the login
+    name is never checked, so the forced user is named instead."""
+    forced = "host=127.0.0.1 port=%d dbname=%s user=scramuser password=scrampass" % (pg.port,
+                                                                                     DBNAME)
+    m = adm_factory(settings={"auth_type": auth_type}, databases={"forced": forced})
+    c = m.connect(dbname="forced", user="testuser", autocommit=True)
+    with c.cursor() as cur:
+        cur.execute("SELECT current_user")
+        assert cur.fetchone()[0] == "scramuser"
+    a = admin_connect(m)
+    shown = "testuser" if auth_type != "any" else "scramuser"
+    mine = [r for r in rows_as_dicts(a, "SHOW CLIENTS") if r["database"] == "forced"]
+    assert [r["user"] for r in mine] == [shown]
+    assert [r["user"] for r in rows_as_dicts(a, "SHOW SERVERS")
+            if r["database"] == "forced"] == ["scramuser"]
+    assert [r["user"] for r in rows_as_dicts(a, "SHOW POOLS")
+            if r["database"] == "forced"] == ["scramuser"]
+    fds = [r for r in rows_as_dicts(a, "SHOW FDS") if r["database"] == "forced"]
+    assert sorted(r["user"] for r in fds) == sorted([shown, "scramuser"])
+    m.wait_log(r"C-\d+: forced/%s@127\.0\.0\.1:\d+ login attempt" % shown, since_mark=False)
+    c.close()
+
+
 def test_set_pool_size_then_cl_waiting_and_maxwait(mux):
     """SET changes behaviour and SHOW CONFIG shows it; cl_waiting while the pool is full."""
     a = admin_connect(mux)
