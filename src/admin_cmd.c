@@ -428,29 +428,49 @@ static void cmd_commit(struct admin_ctx *x, const struct admin_parsed *pc)
                                                                                   : "COMMIT");
 }
 
+/*
+ * The database a command names (none: all of them, *dbp = NULL), logged as
+ * PgBouncer logs the command. False, with the error sent, for a database
+ * that does not exist or is the console's own; verb says what cannot be
+ * done to it.
+ */
+static bool cmd_target_db(struct admin_ctx *x, const struct admin_parsed *pc, const char *cmd,
+                          const char *verb, struct database **dbp)
+{
+    *dbp = NULL;
+    if (!pc->has_arg) {
+        log_info("%s command issued", cmd);
+        return true;
+    }
+    log_info("%s '%s' command issued", cmd, pc->arg);
+    struct database *db = find_or_register_db(pc->arg);
+    if (!db) {
+        admin_ctx_error(x, "no such database: %s", pc->arg);
+        return false;
+    }
+    if (db == admin_database()) {
+        admin_ctx_error(x, "cannot %s admin db: %s", verb, pc->arg);
+        return false;
+    }
+    *dbp = db;
+    return true;
+}
+
 static void cmd_pause(struct admin_ctx *x, const struct admin_parsed *pc)
 {
     if (G.paused || suspended) {
         admin_ctx_error(x, "already suspended/paused");
         return;
     }
-    if (!pc->has_arg) {
-        log_info("PAUSE command issued");
+    struct database *db;
+    if (!cmd_target_db(x, pc, "PAUSE", "pause", &db))
+        return;
+    if (!db) {
         G.paused = true;
         close_unused_servers(NULL, "pause mode");
         defer(x, AW_PAUSE, NULL);
         return;
     }
-    struct database *db = find_or_register_db(pc->arg);
-    if (!db) {
-        admin_ctx_error(x, "no such database: %s", pc->arg);
-        return;
-    }
-    if (db == admin_database()) {
-        admin_ctx_error(x, "cannot pause admin db: %s", pc->arg);
-        return;
-    }
-    log_info("PAUSE '%s' command issued", pc->arg);
     db->paused = true;
     close_unused_servers(db, "pause mode");
     if (admin_servers_left(db) > 0)
@@ -558,21 +578,9 @@ static void tag_pool_dirty(struct pool *p)
 
 static void cmd_reconnect(struct admin_ctx *x, const struct admin_parsed *pc)
 {
-    struct database *db = NULL;
-    if (pc->has_arg) {
-        log_info("RECONNECT '%s' command issued", pc->arg);
-        db = find_or_register_db(pc->arg);
-        if (!db) {
-            admin_ctx_error(x, "no such database: %s", pc->arg);
-            return;
-        }
-        if (db == admin_database()) {
-            admin_ctx_error(x, "cannot reconnect admin db: %s", pc->arg);
-            return;
-        }
-    } else {
-        log_info("RECONNECT command issued");
-    }
+    struct database *db;
+    if (!cmd_target_db(x, pc, "RECONNECT", "reconnect", &db))
+        return;
     struct list *item;
     for (item = G.pools.next; item != &G.pools; item = item->next) {
         struct pool *p = container_of(item, struct pool, head);
@@ -605,21 +613,12 @@ static void cmd_kill(struct admin_ctx *x, const struct admin_parsed *pc)
         admin_ctx_error(x, "already suspended/paused");
         return;
     }
-    struct database *db = NULL;
-    if (pc->has_arg) {
-        log_info("KILL '%s' command issued", pc->arg);
-        db = find_or_register_db(pc->arg);
-        if (!db) {
-            admin_ctx_error(x, "no such database: %s", pc->arg);
-            return;
-        }
-        if (db == admin_database()) {
-            admin_ctx_error(x, "cannot kill admin db: %s", pc->arg);
-            return;
-        }
+    struct database *db;
+    if (!cmd_target_db(x, pc, "KILL", "kill", &db))
+        return;
+    if (db) {
         db->paused = true;
     } else {
-        log_info("KILL command issued");
         for (item = G.databases.next; item != &G.databases; item = item->next)
             container_of(item, struct database, head)->paused = true;
     }
@@ -689,21 +688,9 @@ static void cmd_kill_client(struct admin_ctx *x, const struct admin_parsed *pc)
 
 static void cmd_wait_close(struct admin_ctx *x, const struct admin_parsed *pc)
 {
-    struct database *db = NULL;
-    if (pc->has_arg) {
-        log_info("WAIT_CLOSE '%s' command issued", pc->arg);
-        db = find_or_register_db(pc->arg);
-        if (!db) {
-            admin_ctx_error(x, "no such database: %s", pc->arg);
-            return;
-        }
-        if (db == admin_database()) {
-            admin_ctx_error(x, "cannot wait in admin db: %s", pc->arg);
-            return;
-        }
-    } else {
-        log_info("WAIT_CLOSE command issued");
-    }
+    struct database *db;
+    if (!cmd_target_db(x, pc, "WAIT_CLOSE", "wait in", &db))
+        return;
     if (admin_close_needed_left(db) > 0)
         defer(x, AW_WAIT_CLOSE, db);
     else
