@@ -200,17 +200,16 @@ static struct database **stats_dbs(size_t *n)
     (c).assign, (c).xact, (c).query, (c).recv, (c).sent, (c).xact_us, (c).query_us, (c).wait_us,   \
         (c).client_parse, (c).server_parse, (c).bind, (c).logins
 
-void admin_show_stats(struct admin_ctx *x)
+/* Which counters a row per database holds: SHOW STATS has both kinds. */
+enum stats_view {
+    STATS_VIEW_BOTH,
+    STATS_VIEW_TOTALS,
+    STATS_VIEW_AVERAGES,
+};
+
+/* The rows of SHOW STATS, STATS_TOTALS or STATS_AVERAGES, after the caller's header. */
+static void stats_rows(struct admin_ctx *x, enum stats_view view)
 {
-    if (!rs_begin(x, "sNNNNNNNNNNNNNNNNNNNNNNNN", "database", "total_server_assignment_count",
-                  "total_xact_count", "total_query_count", "total_received", "total_sent",
-                  "total_xact_time", "total_query_time", "total_wait_time",
-                  "total_client_parse_count", "total_server_parse_count", "total_bind_count",
-                  "total_client_login_count", "avg_server_assignment_count", "avg_xact_count",
-                  "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time",
-                  "avg_wait_time", "avg_client_parse_count", "avg_server_parse_count",
-                  "avg_bind_count", "avg_client_login_count"))
-        return;
     size_t n;
     struct database **dbs = stats_dbs(&n);
     if (admin_oom(x, dbs))
@@ -219,52 +218,53 @@ void admin_show_stats(struct admin_ctx *x)
         struct counters cur, old, avg;
         db_counters(dbs[i], &cur, &old);
         counters_avg(&avg, &cur, &old);
-        rs_row(x, "sNNNNNNNNNNNNNNNNNNNNNNNN", dbs[i]->name, COUNTER_ARGS(cur), COUNTER_ARGS(avg));
+        switch (view) {
+        case STATS_VIEW_BOTH:
+            rs_row(x, "sNNNNNNNNNNNNNNNNNNNNNNNN", dbs[i]->name, COUNTER_ARGS(cur),
+                   COUNTER_ARGS(avg));
+            break;
+        case STATS_VIEW_TOTALS:
+            rs_row(x, "sNNNNNNNNNNNN", dbs[i]->name, COUNTER_ARGS(cur));
+            break;
+        case STATS_VIEW_AVERAGES:
+            rs_row(x, "sNNNNNNNNNNNN", dbs[i]->name, COUNTER_ARGS(avg));
+            break;
+        }
     }
     free(dbs);
     rs_done(x, "SHOW");
 }
 
+void admin_show_stats(struct admin_ctx *x)
+{
+    if (rs_begin(x, "sNNNNNNNNNNNNNNNNNNNNNNNN", "database", "total_server_assignment_count",
+                 "total_xact_count", "total_query_count", "total_received", "total_sent",
+                 "total_xact_time", "total_query_time", "total_wait_time",
+                 "total_client_parse_count", "total_server_parse_count", "total_bind_count",
+                 "total_client_login_count", "avg_server_assignment_count", "avg_xact_count",
+                 "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time",
+                 "avg_wait_time", "avg_client_parse_count", "avg_server_parse_count",
+                 "avg_bind_count", "avg_client_login_count"))
+        stats_rows(x, STATS_VIEW_BOTH);
+}
+
 void admin_show_stats_totals(struct admin_ctx *x)
 {
-    if (!rs_begin(x, "sNNNNNNNNNNNN", "database", "server_assignment_count", "xact_count",
-                  "query_count", "bytes_received", "bytes_sent", "xact_time", "query_time",
-                  "wait_time", "client_parse_count", "server_parse_count", "bind_count",
-                  "client_login_count"))
-        return;
-    size_t n;
-    struct database **dbs = stats_dbs(&n);
-    if (admin_oom(x, dbs))
-        return;
-    for (size_t i = 0; i < n; i++) {
-        struct counters cur;
-        counters_of_db(dbs[i], &cur);
-        rs_row(x, "sNNNNNNNNNNNN", dbs[i]->name, COUNTER_ARGS(cur));
-    }
-    free(dbs);
-    rs_done(x, "SHOW");
+    if (rs_begin(x, "sNNNNNNNNNNNN", "database", "server_assignment_count", "xact_count",
+                 "query_count", "bytes_received", "bytes_sent", "xact_time", "query_time",
+                 "wait_time", "client_parse_count", "server_parse_count", "bind_count",
+                 "client_login_count"))
+        stats_rows(x, STATS_VIEW_TOTALS);
 }
 
 void admin_show_stats_averages(struct admin_ctx *x)
 {
     /* The mix of names with and without avg_ is PgBouncer's. */
-    if (!rs_begin(x, "sNNNNNNNNNNNN", "database", "server_assignment_count", "xact_count",
-                  "query_count", "bytes_received", "bytes_sent", "xact_time", "query_time",
-                  "wait_time", "avg_client_parse_count", "avg_server_parse_count", "avg_bind_count",
-                  "avg_client_login_count"))
-        return;
-    size_t n;
-    struct database **dbs = stats_dbs(&n);
-    if (admin_oom(x, dbs))
-        return;
-    for (size_t i = 0; i < n; i++) {
-        struct counters cur, old, avg;
-        db_counters(dbs[i], &cur, &old);
-        counters_avg(&avg, &cur, &old);
-        rs_row(x, "sNNNNNNNNNNNN", dbs[i]->name, COUNTER_ARGS(avg));
-    }
-    free(dbs);
-    rs_done(x, "SHOW");
+    if (rs_begin(x, "sNNNNNNNNNNNN", "database", "server_assignment_count", "xact_count",
+                 "query_count", "bytes_received", "bytes_sent", "xact_time", "query_time",
+                 "wait_time", "avg_client_parse_count", "avg_server_parse_count",
+                 "avg_bind_count", "avg_client_login_count"))
+        stats_rows(x, STATS_VIEW_AVERAGES);
 }
 
 void admin_show_totals(struct admin_ctx *x)
