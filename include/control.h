@@ -9,6 +9,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/*
+ * Build the process state from G.cfg once the config and auth file are
+ * loaded: parameter cache, buffer size, lists, pools, the loop, the client
+ * address table, DNS and the databases. Everything that runs the pooler
+ * (main() and the fuzzers' fuzz_core) calls this, so the two cannot drift
+ * apart. False only when the address table could not be made.
+ */
+bool pgmux_setup(void);
+
 /* Re-read config and auth_file; on failure nothing changes and err says why. */
 bool pgmux_reload(char *err, size_t errlen);
 

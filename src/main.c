@@ -422,6 +422,24 @@ static void setup_signals(void)
     }
 }
 
+bool pgmux_setup(void)
+{
+    varcache_init_names(G.cfg->track_extra_parameters);
+    iobuf_set_size((uint32_t)G.cfg->pkt_buf);
+    list_init(&G.pools);
+    statlist_init(&G.login_clients);
+    statlist_init(&G.justfree_clients);
+    statlist_init(&G.justfree_servers);
+    db_init();
+    pool_init();
+    loop_init();
+    if (!throttle_init())
+        return false;
+    dns_init();
+    db_apply_config(G.cfg);
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -488,20 +506,8 @@ int main(int argc, char **argv)
         if (!G.authfile)
             die("%s", msg);
     }
-    varcache_init_names(G.cfg->track_extra_parameters);
-    iobuf_set_size((uint32_t)G.cfg->pkt_buf);
-
-    list_init(&G.pools);
-    statlist_init(&G.login_clients);
-    statlist_init(&G.justfree_clients);
-    statlist_init(&G.justfree_servers);
-    db_init();
-    pool_init();
-    loop_init();
-    if (!throttle_init())
+    if (!pgmux_setup())
         die("could not set up the client address table: out of memory or no random bytes");
-    dns_init();
-    db_apply_config(G.cfg);
     raise_fd_limit();
 
     if (!listener_open(G.cfg))

@@ -29,16 +29,11 @@
 #include "authfile.h"
 #include "client.h"
 #include "config.h"
-#include "db.h"
-#include "dns.h"
+#include "control.h"
 #include "hba.h"
-#include "iobuf.h"
 #include "log.h"
 #include "loop.h"
 #include "pgmux.h"
-#include "pool.h"
-#include "throttle.h"
-#include "varcache.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -125,21 +120,10 @@ void fuzz_core_init(void)
         fprintf(stderr, "fuzz_core: %s\n", err_text);
         abort();
     }
-    varcache_init_names(G.cfg->track_extra_parameters);
-    iobuf_set_size((uint32_t)G.cfg->pkt_buf);
-    list_init(&G.pools);
-    statlist_init(&G.login_clients);
-    statlist_init(&G.justfree_clients);
-    statlist_init(&G.justfree_servers);
-    db_init();
-    pool_init();
-    loop_init();
-    dns_init();
-    if (!throttle_init()) {
-        fprintf(stderr, "fuzz_core: throttle_init failed\n");
+    if (!pgmux_setup()) {
+        fprintf(stderr, "fuzz_core: pgmux_setup failed\n");
         abort();
     }
-    db_apply_config(G.cfg);
     G.start_time = ev_time();
 }
 
