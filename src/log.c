@@ -177,28 +177,36 @@ static void log_write(int level, const struct pgsock *s, const char *event, cons
         syslog(syslog_levels[level], "%s %s%s", level_names[level], prefix, msg);
 }
 
-void log_msg(int level, const char *fmt, ...)
+/* A line about no connection in particular; callers have checked log_level. */
+static void log_vplain(int level, const char *event, const char *fields, const char *fmt,
+                       va_list ap) __attribute__((format(printf, 4, 0)));
+
+static void log_vplain(int level, const char *event, const char *fields, const char *fmt,
+                       va_list ap)
 {
     char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    log_write(level, NULL, event, fields, "", msg);
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
     va_list ap;
     if (level > log_level)
         return;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    log_vplain(level, NULL, NULL, fmt, ap);
     va_end(ap);
-    log_write(level, NULL, NULL, NULL, "", msg);
 }
 
 void log_event(int level, const char *event, const char *fields, const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     if (level > log_level)
         return;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    log_vplain(level, event, fields, fmt, ap);
     va_end(ap);
-    log_write(level, NULL, event, fields, "", msg);
 }
 
 const char *log_addr(const struct pgsock *s, char *buf, int len)
