@@ -5,7 +5,7 @@
  * with the user name as $1 on a pooled server connection of the
  * (auth database, auth_user) pool. Lookups wait in that pool's queue while no
  * server is free, and a pool with lookups queued opens servers like one with
- * waiting clients. The answer goes back to client.c (client_authq_done or
+ * waiting clients. The answer goes back to client_auth.c (client_authq_done or
  * client_authq_failed), which carries on with the login.
  *
  * Nothing is cached across logins: each login asks again, so a changed or

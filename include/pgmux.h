@@ -77,7 +77,7 @@ struct pgaddr {
 struct tls_ctx;
 struct hba;
 struct ident;
-struct client_login; /* client.c: startup and auth state, alive only during login */
+struct client_login; /* client_internal.h: startup and auth state, alive only during login */
 struct server_login; /* server.c: auth state, alive only during login */
 struct pool;
 struct ps_state;
