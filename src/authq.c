@@ -222,8 +222,8 @@ void authq_server_row(struct pgsock *s, const uint8_t *body, uint32_t len)
         return;
     }
     (void)name;
-    if (slen < 0)
-        return; /* NULL: no password (or VALID UNTIL passed): the login fails */
+    if (slen <= 0)
+        return; /* NULL or '': no password (or VALID UNTIL passed): the login fails */
     if ((size_t)slen >= sizeof(req->secret) || memchr(secret, 0, (size_t)slen)) {
         req_fail(s, req, "it returned an unusable password");
         return;

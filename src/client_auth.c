@@ -60,11 +60,21 @@ static void auth_failed(struct pgsock *c)
 
 static bool client_login_ok(struct pgsock *c);
 
+/*
+ * A secret a password can be checked against. An empty one never matches,
+ * as in PostgreSQL (which stores no password for '') and PgBouncer, so an
+ * auth file or auth_query row with "" cannot let an empty password in.
+ */
+static bool have_secret(const struct client_login *cl)
+{
+    return cl->user_known && cl->secret[0] != 0;
+}
+
 static bool client_start_scram(struct pgsock *c)
 {
     struct client_login *cl = c->clogin;
     bool ok = false;
-    if (cl->user_known) {
+    if (have_secret(cl)) {
         enum secret_kind k = secret_kind(cl->secret);
         if (k == SECRET_SCRAM) {
             ok = scram_parse_secret(cl->secret, &cl->scram_secret);
@@ -287,7 +297,8 @@ void client_authq_done(struct pgsock *c, const char *secret)
 void client_authq_failed(struct pgsock *c)
 {
     c->clogin->aq = NULL;
-    client_disconnect(c, "28000", "could not check the password of user \"%s\"",
+    /* Not class 28: the client did nothing wrong, so throttling must not count it. */
+    client_disconnect(c, "08006", "could not check the password of user \"%s\"",
                       c->clogin->user);
 }
 
@@ -327,7 +338,7 @@ static bool client_auth_method(struct pgsock *c, const char *map)
 
 static bool check_plain_password(struct client_login *cl, const char *pw)
 {
-    if (!cl->user_known)
+    if (!have_secret(cl) || pw[0] == 0)
         return false;
     switch (secret_kind(cl->secret)) {
     case SECRET_PLAIN: {
@@ -383,7 +394,7 @@ enum sbuf_result client_auth_pkt(struct pgsock *c, struct pkt_hdr *hdr)
             client_disconnect(c, "08P01", "invalid password packet");
             return SBUF_CLOSED;
         }
-        if (!cl->user_known || !md5_check(cl->secret, cl->user, cl->md5_salt, resp)) {
+        if (!have_secret(cl) || !md5_check(cl->secret, cl->user, cl->md5_salt, resp)) {
             auth_failed(c);
             return SBUF_CLOSED;
         }
@@ -428,7 +439,7 @@ enum sbuf_result client_auth_pkt(struct pgsock *c, struct pkt_hdr *hdr)
             }
             return SBUF_CLOSED;
         }
-        if (!cl->user_known) {
+        if (!have_secret(cl)) {
             auth_failed(c);
             return SBUF_CLOSED;
         }

@@ -143,6 +143,16 @@ static void janitor_servers(struct pool *p, double now)
                  pool_server_count(p) > min_size)
             server_disconnect(s, "server idle timeout");
     }
+    /* An auth_query lookup has as long as a login: a server that never
+     * answers (a lost network path, a lock) must not hold a pool slot for
+     * good. Closing it fails the lookup, and its login, if still there. */
+    statlist_foreach_safe(item, tmp, &p->active_servers)
+    {
+        struct pgsock *s = container_of(item, struct pgsock, head);
+        if (s->internal == SV_INT_AUTHQ && cfg->client_login_timeout > 0 &&
+            now - s->request_time > cfg->client_login_timeout)
+            server_disconnect(s, "auth_query timeout");
+    }
     /* Shrink a pool whose size was lowered by a reload. */
     int extra = pool_server_count(p) - pool_size(p) - pool_reserve_size(p);
     while (extra-- > 0) {

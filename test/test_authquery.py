@@ -48,16 +48,24 @@ def aq_pg(pg):
         RETURNS record LANGUAGE sql SECURITY DEFINER AS $$
           SELECT rolname::text, rolpassword FROM pg_authid, pg_sleep(1.5)
           WHERE rolname = p_user $$;
+        CREATE OR REPLACE FUNCTION aq_lookup_hang(p_user text, OUT usename text,
+                                                  OUT passwd text)
+        RETURNS record LANGUAGE sql SECURITY DEFINER AS $$
+          SELECT rolname::text, rolpassword FROM pg_authid, pg_sleep(20)
+          WHERE rolname = p_user $$;
         REVOKE ALL ON FUNCTION aq_lookup(text) FROM PUBLIC;
         REVOKE ALL ON FUNCTION aq_lookup_slow(text) FROM PUBLIC;
+        REVOKE ALL ON FUNCTION aq_lookup_hang(text) FROM PUBLIC;
         GRANT EXECUTE ON FUNCTION aq_lookup(text) TO %s;
         GRANT EXECUTE ON FUNCTION aq_lookup_slow(text) TO %s;
-    """ % (AUTH_USER, AUTH_USER))
+        GRANT EXECUTE ON FUNCTION aq_lookup_hang(text) TO %s;
+    """ % (AUTH_USER, AUTH_USER, AUTH_USER))
     yield pg
     for name in list(ROLES) + [AUTH_USER]:
         pg.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
                [name])
-    pg.sql("DROP FUNCTION IF EXISTS aq_lookup(text); DROP FUNCTION IF EXISTS aq_lookup_slow(text)")
+    pg.sql("DROP FUNCTION IF EXISTS aq_lookup(text); DROP FUNCTION IF EXISTS aq_lookup_slow(text); "
+           "DROP FUNCTION IF EXISTS aq_lookup_hang(text)")
     for name in list(ROLES) + [AUTH_USER]:
         pg.sql('DROP OWNED BY "%s"; DROP ROLE IF EXISTS "%s"' % (name, name))
 
@@ -168,7 +176,7 @@ def test_auth_dbname(pgmux_factory, aq_pg):
     with pytest.raises(PgError) as ei:
         r.login("aq_scram", password=ROLES["aq_scram"][1])
     r.close()
-    assert ei.value.sqlstate == "28000", ei.value.fields
+    assert ei.value.sqlstate == "08006", ei.value.fields
     assert ei.value.message == 'could not check the password of user "aq_scram"'
     m.wait_log(r'auth_query for user "aq_scram" failed: function aq_lookup\(unknown\) does '
                r'not exist', since_mark=False)
@@ -271,6 +279,70 @@ def test_lookup_does_not_block_others(pgmux_factory, aq_pg):
     assert m.alive()
 
 
+def test_hung_lookup_frees_its_server(pgmux_factory, aq_pg):
+    """A lookup that never answers (here: a 20 s sleep) fails its login at
+    client_login_timeout, and its server is closed then too, so the pool's only slot is not
+    held: after a RELOAD to a working auth_query the next looked-up login gets in at once."""
+    m = _make(pgmux_factory, aq_pg, {"auth_query": "SELECT usename, passwd FROM "
+                                     "aq_lookup_hang($1)", "default_pool_size": 1,
+                                     "client_login_timeout": 2, "auth_type": "md5"})
+    t0 = time.monotonic()
+    with pytest.raises(psycopg2.OperationalError) as ei:
+        m.connect(user="aq_md5", password=ROLES["aq_md5"][1])
+    assert "client_login_timeout" in str(ei.value)
+    assert time.monotonic() - t0 < 6
+    m.wait_log(r"auth_query timeout", since_mark=False)
+    m.settings["auth_query"] = LOOKUP
+    m.write_config()
+    m.mark_log()
+    m.reload()
+    m.wait_log(r"(?i)reload")
+    t1 = time.monotonic()
+    assert _whoami(m, "aq_md5", ROLES["aq_md5"][1]) == "aq_md5"
+    assert time.monotonic() - t1 < 5
+
+
+def _refused(m, user, password, database=DBNAME):
+    """The raw client sends exactly the password given, even an empty one (libpq would not)."""
+    r = m.raw()
+    try:
+        with pytest.raises(PgError) as ei:
+            r.login(user, password=password, database=database)
+    finally:
+        r.close()
+    assert ei.value.sqlstate == "28P01", ei.value.fields
+    assert ei.value.message == 'password authentication failed for user "%s"' % user
+
+
+def test_empty_secret_never_matches(pgmux_factory, aq_pg):
+    """An auth_query row with an empty password, like an auth file entry with "", fails every
+    login as a wrong password would (PostgreSQL and PgBouncer never accept an empty one)."""
+    m = _make(pgmux_factory, aq_pg, {"auth_query": "SELECT $1::text, ''::text",
+                                     "auth_type": "plain"})
+    for pw in ("", "x"):
+        _refused(m, "aq_nobody", pw)
+
+
+@pytest.mark.parametrize("auth_type", ["plain", "md5", "scram-sha-256", "trust"])
+def test_empty_auth_file_password(pgmux_factory, pg, auth_type):
+    """"user" "" in the auth file: no password logs in, not even an empty one; under trust
+    the listed user still gets in, as in PgBouncer."""
+    ul = dict(USERS)
+    ul["emptypw"] = ""
+    forced = "host=127.0.0.1 port=%d dbname=%s user=testuser password=%s" % (
+        pg.port, DBNAME, USERS["testuser"])
+    m = pgmux_factory(settings={"auth_type": auth_type}, userlist=ul,
+                      databases={"forced": forced})
+    if auth_type != "trust":
+        for pw in ("", "x"):
+            _refused(m, "emptypw", pw, database="forced")
+        return
+    r = m.raw()
+    r.login("emptypw", password="", database="forced")
+    assert r.query("SELECT current_user") == [("testuser",)]
+    r.close()
+
+
 def test_auth_user_login_failure(pgmux_factory, aq_pg):
     """auth_user's own password is wrong: waiting logins fail promptly, not at a timeout."""
     ul = _userlist()
@@ -284,7 +356,7 @@ def test_auth_user_login_failure(pgmux_factory, aq_pg):
         r.login("aq_scram", password=ROLES["aq_scram"][1])
     r.close()
     assert time.monotonic() - t0 < 10
-    assert ei.value.sqlstate == "28000"
+    assert ei.value.sqlstate == "08006"
     assert ei.value.message == 'could not check the password of user "aq_scram"'
 
 
