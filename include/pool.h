@@ -39,6 +39,21 @@ bool pool_find_server(struct pgsock *client);
 /* A server finished its transaction (or its client left cleanly): unlink and reuse. */
 void pool_release_server(struct pgsock *server);
 
+/*
+ * The transaction ended (server->release_pending): release the server once
+ * both streams are between messages, so that the rest of a message of this
+ * client (CopyData still coming after a COPY error) or of the server (a
+ * notification behind ReadyForQuery) cannot reach PostgreSQL or the next
+ * client inside theirs. Called from the FLUSH event of either side.
+ */
+void pool_release_if_done(struct pgsock *server);
+
+/*
+ * A released server that no cancel holds any more: run server_reset_query
+ * when the pool mode asks for it, else hand the server to the next client.
+ */
+void pool_server_returned(struct pgsock *server);
+
 /* A server became usable (login done, check done): hand it to a waiting client. */
 void pool_server_ready(struct pgsock *server);
 

@@ -139,6 +139,15 @@ bool sbuf_is_empty(const struct sbuf *sb);
 /* True when no parsed bytes are waiting to be forwarded. */
 bool sbuf_nothing_pending(const struct sbuf *sb);
 
+/*
+ * True while dst's peer has part of a message from sb and is owed the rest:
+ * the current message is being forwarded (or will be, after a skipped
+ * part), or forwarded bytes still wait to be sent. Then pgmux must neither
+ * write a message of its own to that peer nor hand dst to another
+ * connection: the rest would land inside someone else's message.
+ */
+bool sbuf_mid_message(const struct sbuf *sb);
+
 /* Bytes received and not yet parsed, the current message included. */
 uint32_t sbuf_unparsed(const struct sbuf *sb);
 

@@ -105,7 +105,7 @@ static void cancel_finish(struct cancel_req *req)
         if (s->cancel_pending > 0)
             s->cancel_pending--;
         if (s->cancel_pending == 0 && s->state == SV_BEING_CANCELED)
-            pool_server_ready(s);
+            pool_server_returned(s);
     }
     free(req);
 }

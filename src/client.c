@@ -125,13 +125,11 @@ bool client_send_error(struct pgsock *c, const char *sqlstate, const char *msg)
 /* Can the server go back to the pool as it is, after its client left? */
 static bool server_is_clean(const struct pgsock *s, const struct pgsock *c)
 {
-    /* The server must not hold half of a message from the client: a message
-     * being skipped (Terminate) never reached it, one being forwarded did. */
-    bool client_mid_message = (c->sbuf.pkt_remain > 0 && !c->sbuf.pkt_skip) ||
-                              !sbuf_nothing_pending(&c->sbuf) || c->ext_since_sync > 0;
+    /* Neither stream may be inside a message: a message being skipped
+     * (Terminate) never reached the server, one being forwarded did. */
     return s->internal == SV_INT_NONE && s->rfq_expected == 0 && !s->copy_in &&
-           s->last_status == 'I' && sbuf_is_empty(&s->sbuf) && !s->sbuf.wait_send &&
-           !client_mid_message;
+           s->last_status == 'I' && sbuf_is_empty(&s->sbuf) && !sbuf_mid_message(&s->sbuf) &&
+           !sbuf_mid_message(&c->sbuf) && c->ext_since_sync == 0;
 }
 
 void client_disconnect(struct pgsock *c, const char *sqlstate, const char *fmt, ...)
@@ -150,7 +148,10 @@ void client_disconnect(struct pgsock *c, const char *sqlstate, const char *fmt, 
         stats_client_error(c, sqlstate);
         if (G.cfg->log_pooler_errors)
             slog_warning(c, "pooler error: %s", reason);
-        send_fatal(c, "FATAL", sqlstate, reason);
+        /* Half of a server message already went out (query_timeout during a
+         * large DataRow): an ErrorResponse now would become its rest. */
+        if (!c->link || !sbuf_mid_message(&c->link->sbuf))
+            send_fatal(c, "FATAL", sqlstate, reason);
     } else if (G.cfg->log_disconnections && c->state != CL_LOGIN) {
         slog_info(c, "closing because: %s (age=%.0fs)", reason, loop_now() - c->connect_time);
     } else {
@@ -769,6 +770,10 @@ static enum sbuf_result client_active_pkt(struct pgsock *c, struct pkt_hdr *hdr)
         c->ext_since_sync++;
         break;
     case PqMsg_Sync:
+        /* PostgreSQL ignores a Sync in copy-in mode: the one it waits for is still owed. */
+        if (!s->copy_in)
+            c->ext_since_sync = 0;
+        break;
     case PqMsg_Query:
     case PqMsg_FunctionCall:
         c->ext_since_sync = 0;
@@ -892,6 +897,10 @@ static enum sbuf_result client_proto(struct sbuf *sb, enum sbuf_event ev, struct
         client_disconnect(c, NULL, "TLS handshake failed");
         return SBUF_CLOSED;
     case SBUF_EV_FLUSH:
+        /* The end of a message the server's release was waiting for. */
+        if (c->link)
+            pool_release_if_done(c->link);
+        return SBUF_OK;
     case SBUF_EV_CONNECT_OK:
     case SBUF_EV_CONNECT_FAILED:
         return SBUF_OK;

@@ -434,10 +434,17 @@ void pool_release_server(struct pgsock *server)
         return;
     }
     if (server->cancel_pending > 0) {
-        /* A cancel is still on its way: do not let it hit the next client's query. */
+        /* A cancel is still on its way: do not let it hit the next client's query.
+         * cancel.c calls pool_server_returned() when it is done. */
         pool_change_server_state(server, SV_BEING_CANCELED);
         return;
     }
+    pool_server_returned(server);
+}
+
+void pool_server_returned(struct pgsock *server)
+{
+    struct pool *p = server->pool;
     const char *reset = G.cfg->server_reset_query;
     bool want_reset = reset[0] &&
                       (pool_mode(p) == POOL_SESSION || G.cfg->server_reset_query_always);
@@ -448,6 +455,16 @@ void pool_release_server(struct pgsock *server)
         return;
     }
     pool_server_ready(server);
+}
+
+void pool_release_if_done(struct pgsock *server)
+{
+    struct pgsock *client = server->link;
+    if (!server->release_pending || !client)
+        return;
+    if (sbuf_mid_message(&server->sbuf) || sbuf_mid_message(&client->sbuf))
+        return;
+    pool_release_server(server);
 }
 
 void pool_recycle_servers(struct pool *p, const char *why)

@@ -469,6 +469,12 @@ bool sbuf_nothing_pending(const struct sbuf *sb)
     return (!sb->buf || sb->buf->done_pos == sb->buf->parse_pos) && !inj_pending(sb);
 }
 
+bool sbuf_mid_message(const struct sbuf *sb)
+{
+    bool forwarding = sb->pkt_remain > 0 && (!sb->pkt_skip || sb->pkt_then_forward > 0);
+    return forwarding || !sbuf_nothing_pending(sb) || sb->wait_send;
+}
+
 static void sbuf_release_buf(struct sbuf *sb)
 {
     if (sb->buf) {

@@ -827,6 +827,9 @@ static enum sbuf_result server_active_pkt(struct pgsock *s, struct pkt_hdr *hdr)
             if (s->rfq_expected < 0)
                 s->rfq_expected = 0;
             c->syncs_since_exec = 0;
+            /* ...so the COPY's implicit transaction still waits for a Sync: until
+             * it comes, the server is not free, even after CopyDone. */
+            c->ext_since_sync = 1;
         }
         break;
     case PqMsg_ErrorResponse:
@@ -926,8 +929,7 @@ static enum sbuf_result server_proto(struct sbuf *sb, enum sbuf_event ev, struct
             server_disconnect(s, "send failed");
         return SBUF_CLOSED;
     case SBUF_EV_FLUSH:
-        if (s->release_pending && s->link)
-            pool_release_server(s);
+        pool_release_if_done(s);
         return SBUF_OK;
     case SBUF_EV_PKT_TOO_BIG:
         server_disconnect(s, "message from server too large to handle");
@@ -980,8 +982,7 @@ void server_disconnect(struct pgsock *s, const char *fmt, ...)
          * on as if it were still inside it, so it is disconnected too. If part
          * of a message already went to the client, an ErrorResponse written
          * now would become the rest of that message: close without one. */
-        bool mid_message = (s->sbuf.pkt_remain > 0 && !s->sbuf.pkt_skip) ||
-                           !sbuf_nothing_pending(&s->sbuf);
+        bool mid_message = sbuf_mid_message(&s->sbuf);
         s->link = NULL;
         c->link = NULL;
         c->sbuf.dst = NULL;
