@@ -46,6 +46,15 @@ const struct scram_secret *scram_secret_for_plain(const char *user, const char *
                                                   int iterations);
 
 /*
+ * Does a cleartext password (auth_type = plain) match a SCRAM secret? Runs
+ * PBKDF2 with the secret's salt and iteration count, as PostgreSQL does for
+ * a password login against a SCRAM verifier. On a match, keys (if not NULL)
+ * gets what a SCRAM proof would have given, for pass-through.
+ */
+bool scram_verify_plain(const struct scram_secret *sec, const char *password,
+                        struct scram_keys *keys);
+
+/*
  * A secret for a user that does not exist ("mock auth"): the exchange runs and
  * fails with "password mismatch" like a wrong password. The salt is stable per
  * user name for the life of the process, so probing does not reveal existence.

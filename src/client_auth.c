@@ -336,6 +336,20 @@ static bool client_auth_method(struct pgsock *c, const char *map)
     }
 }
 
+/*
+ * The keys a login against a stored SCRAM secret proved: they let pgmux log
+ * in to PostgreSQL as this user without ever knowing the password.
+ */
+static void keep_scram_keys(const struct client_login *cl, const struct scram_keys *keys)
+{
+    struct user *u = db_find_or_add_user(cl->user);
+    if (u) {
+        memcpy(u->scram_client_key, keys->client_key, sizeof(u->scram_client_key));
+        memcpy(u->scram_server_key, keys->server_key, sizeof(u->scram_server_key));
+        u->has_scram_keys = true;
+    }
+}
+
 static bool check_plain_password(struct client_login *cl, const char *pw)
 {
     if (!have_secret(cl) || pw[0] == 0)
@@ -349,6 +363,16 @@ static bool check_plain_password(struct client_login *cl, const char *pw)
         char h[36];
         md5_password_hash(pw, cl->user, h);
         return secret_equal(h, cl->secret, 35);
+    }
+    case SECRET_SCRAM: {
+        /* PostgreSQL's own secrets (pg_authid, auth_query) are SCRAM since 14. */
+        struct scram_keys keys;
+        bool ok = scram_parse_secret(cl->secret, &cl->scram_secret) &&
+                  scram_verify_plain(&cl->scram_secret, pw, &keys);
+        if (ok)
+            keep_scram_keys(cl, &keys);
+        OPENSSL_cleanse(&keys, sizeof(keys));
+        return ok;
     }
     default:
         return false;
@@ -443,16 +467,8 @@ enum sbuf_result client_auth_pkt(struct pgsock *c, struct pkt_hdr *hdr)
             auth_failed(c);
             return SBUF_CLOSED;
         }
-        if (secret_kind(cl->secret) == SECRET_SCRAM) {
-            /* Keep the proof-derived keys: they let pgmux log in to PostgreSQL
-             * as this user without ever knowing the password. */
-            struct user *u = db_find_or_add_user(cl->user);
-            if (u) {
-                memcpy(u->scram_client_key, keys.client_key, sizeof(u->scram_client_key));
-                memcpy(u->scram_server_key, keys.server_key, sizeof(u->scram_server_key));
-                u->has_scram_keys = true;
-            }
-        }
+        if (secret_kind(cl->secret) == SECRET_SCRAM)
+            keep_scram_keys(cl, &keys);
         OPENSSL_cleanse(&keys, sizeof(keys));
         if (!send_auth(c, AUTH_REQ_SASL_FIN, out, olen))
             return SBUF_CLOSED;

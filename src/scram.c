@@ -152,6 +152,26 @@ static bool derive_keys(const uint8_t sp[SCRAM_KEY_LEN], uint8_t client_key[SCRA
     return ok;
 }
 
+bool scram_verify_plain(const struct scram_secret *sec, const char *password,
+                        struct scram_keys *keys)
+{
+    uint8_t sp[SCRAM_KEY_LEN], client[SCRAM_KEY_LEN], stored[SCRAM_KEY_LEN];
+    uint8_t server[SCRAM_KEY_LEN];
+    bool ok = salted_password(password, sec->salt, sec->salt_len, sec->iterations, sp) &&
+              derive_keys(sp, client, stored, server) &&
+              CRYPTO_memcmp(stored, sec->stored_key, SCRAM_KEY_LEN) == 0 &&
+              CRYPTO_memcmp(server, sec->server_key, SCRAM_KEY_LEN) == 0;
+    if (ok && keys) {
+        memcpy(keys->client_key, client, SCRAM_KEY_LEN);
+        memcpy(keys->server_key, server, SCRAM_KEY_LEN);
+    }
+    OPENSSL_cleanse(sp, sizeof(sp));
+    OPENSSL_cleanse(client, sizeof(client));
+    OPENSSL_cleanse(stored, sizeof(stored));
+    OPENSSL_cleanse(server, sizeof(server));
+    return ok;
+}
+
 /*
  * The key under which cache lookup keys are made. It never leaves the
  * process, so a memory image of the caches says nothing about passwords that

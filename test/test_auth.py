@@ -129,15 +129,20 @@ def test_scram_secret_with_forced_password(pgmux_factory, pg):
     assert 'password authentication failed for user "testuser"' in str(ei.value)
 
 
-def test_scram_passthrough_with_pg_secret(pgmux_factory, pg):
-    """auth_file holds PostgreSQL's own SCRAM secret for scramuser: the client's proof lets
-    pgmux log into PostgreSQL with SCRAM as that user (PgBouncer's SCRAM pass-through)."""
+@pytest.mark.parametrize("auth_type", ["scram-sha-256", "plain"])
+def test_scram_passthrough_with_pg_secret(pgmux_factory, pg, auth_type):
+    """auth_file holds PostgreSQL's own SCRAM secret for scramuser: the client's proof (with
+    plain: its cleartext password, checked against the verifier) lets pgmux log into
+    PostgreSQL with SCRAM as that user (PgBouncer's SCRAM pass-through)."""
     secret = pg.scalar("SELECT rolpassword FROM pg_authid WHERE rolname = 'scramuser'")
     assert secret.startswith("SCRAM-SHA-256$")
     ul = dict(USERS)
     ul["scramuser"] = secret
-    m = pgmux_factory(settings={"auth_type": "scram-sha-256"}, userlist=ul)
+    m = pgmux_factory(settings={"auth_type": auth_type}, userlist=ul)
     assert _q(m, user="scramuser") == "scramuser"
+    with pytest.raises(psycopg2.OperationalError) as ei:
+        _q(m, user="scramuser", password="wrong")
+    assert 'password authentication failed for user "scramuser"' in str(ei.value)
 
 
 def test_server_login_failure_reported(pgmux_factory):

@@ -113,13 +113,13 @@ def test_scram_secret(pgmux_factory, aq_pg, auth_type):
     hba = "host all all 127.0.0.1/32 scram-sha-256\n" if auth_type == "hba" else None
     m = _make(pgmux_factory, aq_pg, {"auth_type": auth_type}, hba=hba)
     if auth_type == "plain":
-        # A SCRAM verifier cannot check a cleartext password: like an unknown user.
+        # The cleartext password is checked against the SCRAM verifier, as PostgreSQL does.
         with pytest.raises(psycopg2.OperationalError) as ei:
-            _whoami(m, "aq_scram", ROLES["aq_scram"][1])
+            _whoami(m, "aq_scram", "not-" + ROLES["aq_scram"][1])
         assert 'password authentication failed for user "aq_scram"' in str(ei.value)
-        return
     assert _whoami(m, "aq_scram", ROLES["aq_scram"][1]) == "aq_scram"
-    # The server connection was made with the keys from the client's own SCRAM proof.
+    # The server connection was made with the keys from the client's own SCRAM proof (or,
+    # for plain, the keys the cleartext password gives).
     assert aq_pg.count_backends(["aq_scram"]) >= 1
 
 

@@ -923,6 +923,29 @@ static void test_server_final_malformed(void)
     SFINAL_FAILS("", "malformed SCRAM message (empty)", "empty message");
 }
 
+/* auth_type = plain against stored SCRAM secrets: RFC 7677's and one PostgreSQL made. */
+static void test_verify_plain(void)
+{
+    struct scram_secret rfc, pg;
+    TAP_CHECK(scram_parse_secret(RFC_SECRET, &rfc) && scram_parse_secret(PG_SECRET, &pg),
+              "verify_plain: secrets parse");
+    struct scram_keys keys;
+    memset(&keys, 0, sizeof(keys));
+    TAP_CHECK(scram_verify_plain(&rfc, "pencil", &keys), "verify_plain: RFC secret, right password");
+    /* The keys a SCRAM proof gives: SHA-256(ClientKey) is the StoredKey, ServerKey as stored. */
+    uint8_t h[SCRAM_KEY_LEN];
+    unsigned int hlen = 0;
+    TAP_CHECK(EVP_Digest(keys.client_key, SCRAM_KEY_LEN, h, &hlen, EVP_sha256(), NULL) &&
+                  hlen == SCRAM_KEY_LEN && memcmp(h, rfc.stored_key, SCRAM_KEY_LEN) == 0 &&
+                  memcmp(keys.server_key, rfc.server_key, SCRAM_KEY_LEN) == 0,
+              "verify_plain: the keys match the secret");
+    TAP_CHECK(scram_verify_plain(&pg, "pencil", NULL), "verify_plain: PostgreSQL's secret");
+    TAP_CHECK(!scram_verify_plain(&rfc, "pencil ", NULL), "verify_plain: wrong password");
+    TAP_CHECK(!scram_verify_plain(&pg, "", NULL), "verify_plain: empty password");
+    pg.server_key[0] ^= 1;
+    TAP_CHECK(!scram_verify_plain(&pg, "pencil", NULL), "verify_plain: ServerKey is checked too");
+}
+
 int main(void)
 {
     test_base64();
@@ -939,5 +962,6 @@ int main(void)
     test_y_header_round_trip();
     test_server_first_malformed();
     test_server_final_malformed();
+    test_verify_plain();
     return tap_done();
 }
