@@ -46,6 +46,9 @@ struct client_login {
  */
 bool client_start_auth(struct pgsock *c);
 
+/* End c's login state: wipe it (secret, SCRAM keys and state) and free it. */
+void client_login_free(struct pgsock *c);
+
 /* A message of the authentication exchange (password, SASL) while CL_LOGIN. */
 enum sbuf_result client_auth_pkt(struct pgsock *c, struct pkt_hdr *hdr);
 

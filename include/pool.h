@@ -39,6 +39,9 @@ bool pool_find_server(struct pgsock *client);
 /* A server finished its transaction (or its client left cleanly): unlink and reuse. */
 void pool_release_server(struct pgsock *server);
 
+/* server_lifetime (the database's, else the global one) is over for s. */
+bool pool_server_expired(const struct pgsock *s, double now);
+
 /*
  * The transaction ended (server->release_pending): release the server once
  * both streams are between messages, so that the rest of a message of this

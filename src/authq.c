@@ -260,8 +260,14 @@ void authq_server_done(struct pgsock *s)
         list_del(&req->head);
         req->server = NULL;
     }
-    /* The server first: it may go straight to the next queued lookup. */
-    pool_server_ready(s);
+    /* The server first: it may go straight to the next queued lookup, unless
+     * its lifetime is over (the janitor only sees servers between uses). */
+    if (pool_server_expired(s, loop_now())) {
+        s->internal = SV_INT_NONE;
+        server_disconnect(s, "server lifetime over");
+    } else {
+        pool_server_ready(s);
+    }
     if (req)
         req_deliver(req);
 }

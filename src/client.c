@@ -132,6 +132,15 @@ static bool server_is_clean(const struct pgsock *s, const struct pgsock *c)
            !sbuf_mid_message(&c->sbuf) && c->ext_since_sync == 0;
 }
 
+void client_login_free(struct pgsock *c)
+{
+    if (c->clogin) {
+        OPENSSL_cleanse(c->clogin, sizeof(*c->clogin));
+        free(c->clogin);
+        c->clogin = NULL;
+    }
+}
+
 void client_disconnect(struct pgsock *c, const char *sqlstate, const char *fmt, ...)
 {
     char reason[512];
@@ -179,10 +188,7 @@ void client_disconnect(struct pgsock *c, const char *sqlstate, const char *fmt, 
         /* (An admin console login has already given up its clogin here.) */
         if (c->clogin && c->clogin->aq)
             authq_cancel(c->clogin->aq);
-        if (c->clogin)
-            OPENSSL_cleanse(c->clogin->secret, sizeof(c->clogin->secret));
-        free(c->clogin);
-        c->clogin = NULL;
+        client_login_free(c);
     } else if (c->pool) {
         c->pool->db->client_count--;
         c->pool->user->client_count--;

@@ -488,8 +488,7 @@ static bool client_login_ok(struct pgsock *c)
     if (cl->is_admin) {
         char user[MAX_NAME];
         strcpy(user, cl->user);
-        free(c->clogin);
-        c->clogin = NULL;
+        client_login_free(c);
         return admin_login(c, user);
     }
     const char *pool_user = db->forced_user ? db->forced_user : cl->user;
@@ -535,9 +534,7 @@ static bool client_login_ok(struct pgsock *c)
         slog_info(c, "login attempt: db=%s user=%s tls=%s", cl->dbname, cl->user,
                   tls[0] ? tls : "no");
     }
-    OPENSSL_cleanse(cl->secret, sizeof(cl->secret));
-    free(c->clogin);
-    c->clogin = NULL;
+    client_login_free(c);
     db->client_count++;
     u->client_count++;
     p->stats.client_login_count++;

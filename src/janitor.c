@@ -100,7 +100,6 @@ static void janitor_servers(struct pool *p, double now)
 {
     const struct config *cfg = G.cfg;
     struct list *item, *tmp;
-    double lifetime = p->db->server_lifetime >= 0 ? p->db->server_lifetime : cfg->server_lifetime;
     int min_size = pool_min_size(p);
 
     statlist_foreach_safe(item, tmp, &p->new_servers)
@@ -122,7 +121,7 @@ static void janitor_servers(struct pool *p, double now)
         double idle = now - s->request_time;
         if (s->close_needed || p->db->dead || G.paused || p->db->paused) {
             server_disconnect(s, s->close_needed ? "close_needed" : "pause mode");
-        } else if (lifetime > 0 && now - s->connect_time > lifetime) {
+        } else if (pool_server_expired(s, now)) {
             server_disconnect(s, "server lifetime over");
         } else if (cfg->server_idle_timeout > 0 && idle > cfg->server_idle_timeout &&
                    pool_server_count(p) > min_size) {
@@ -137,7 +136,7 @@ static void janitor_servers(struct pool *p, double now)
         double idle = now - s->request_time;
         if (s->close_needed || p->db->dead || G.paused)
             server_disconnect(s, "close_needed");
-        else if (lifetime > 0 && now - s->connect_time > lifetime)
+        else if (pool_server_expired(s, now))
             server_disconnect(s, "server lifetime over");
         else if (cfg->server_idle_timeout > 0 && idle > cfg->server_idle_timeout &&
                  pool_server_count(p) > min_size)

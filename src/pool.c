@@ -406,9 +406,15 @@ void pool_server_ready(struct pgsock *server)
     pool_change_server_state(server, SV_IDLE);
 }
 
+bool pool_server_expired(const struct pgsock *s, double now)
+{
+    const struct database *db = s->pool->db;
+    double lifetime = db->server_lifetime >= 0 ? db->server_lifetime : G.cfg->server_lifetime;
+    return lifetime > 0 && now - s->connect_time > lifetime;
+}
+
 void pool_release_server(struct pgsock *server)
 {
-    struct pool *p = server->pool;
     struct pgsock *client = server->link;
     double now = loop_now();
 
@@ -423,13 +429,11 @@ void pool_release_server(struct pgsock *server)
     server->request_time = now;
     ps_queue_clear(server); /* empty after a complete transaction; never carried over */
 
-    double lifetime = p->db->server_lifetime >= 0 ? p->db->server_lifetime
-                                                  : G.cfg->server_lifetime;
     if (server->close_needed) {
         server_disconnect(server, "close_needed");
         return;
     }
-    if (lifetime > 0 && now - server->connect_time > lifetime) {
+    if (pool_server_expired(server, now)) {
         server_disconnect(server, "server lifetime over");
         return;
     }
