@@ -37,6 +37,7 @@ struct client_login {
     uint8_t md5_salt[4];
     struct scram_secret scram_secret;
     struct scram_server scram;
+    struct login_keys keys; /* what a SCRAM proof (or plain password) gave, see client_login_ok */
 };
 
 /*

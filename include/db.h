@@ -20,11 +20,14 @@ struct database *db_find_or_auto(const char *name);
 struct user *db_find_or_add_user(const char *name);
 struct user *db_find_user(const char *name);
 
-/* Secret for server login as user: the forced password, the auth file, then
- * what auth_query gave the user's last login; NULL if none. */
-const char *db_server_password(const struct database *db, const struct user *user);
+/*
+ * Secret for a server login of pool p: the database's forced password, the
+ * auth file, then what auth_query gave the pool's last login; NULL if none.
+ * *keys: the SCRAM pass-through keys that go with that secret.
+ */
+const char *db_server_secret(const struct pool *p, const struct login_keys **keys);
 
-/* Keep the secret a login got from auth_query (replacing an older one). */
-bool db_user_set_secret(struct user *u, const char *secret);
+/* Keep the secret a login of p got from auth_query (replacing an older one). */
+bool db_pool_set_authq_secret(struct pool *p, const char *secret);
 
 #endif

@@ -163,6 +163,13 @@ struct database {
     int dns_error;
 };
 
+/* What a client login proved, kept for pgmux's own server logins as that user. */
+struct login_keys {
+    bool have;            /* the keys below are set */
+    uint8_t client_key[32];
+    uint8_t server_key[32];
+};
+
 struct user {
     struct list head;    /* G.users */
     char name[MAX_NAME];
@@ -171,14 +178,9 @@ struct user {
     double query_timeout, idle_transaction_timeout, transaction_timeout; /* < 0 = global */
     double client_idle_timeout, query_wait_timeout;                     /* < 0 = global */
     int server_count, client_count;
-    /* SCRAM pass-through: keys recovered from this user's last SCRAM login
-     * against a stored SCRAM secret, used to log in to PostgreSQL with it. */
-    bool has_scram_keys;
-    uint8_t scram_client_key[32];
-    uint8_t scram_server_key[32];
-    /* The secret auth_query gave this user's last login, for pgmux's server
-     * logins as the user (it is not in the auth file). */
-    char *authq_secret;
+    /* SCRAM pass-through: keys recovered from this user's last login against
+     * the SCRAM secret of the auth file, used to log in to PostgreSQL with it. */
+    struct login_keys keys;
 };
 
 struct pool {
@@ -207,6 +209,12 @@ struct pool {
     char last_error[256];    /* last server login error, for logs and health */
     char last_sqlstate[6];
     bool last_error_fatal_auth; /* the server refused the credentials */
+    /* The secret auth_query gave the last login of this pool's user in this
+     * database, and the SCRAM keys it proved, for the server logins of this
+     * pool. Per pool, not per user: another database may look the same name
+     * up in another cluster (as PgBouncer keeps such users per database). */
+    char *authq_secret;
+    struct login_keys authq_keys;
     struct pool_stats stats;
 };
 

@@ -338,16 +338,14 @@ static bool client_auth_method(struct pgsock *c, const char *map)
 
 /*
  * The keys a login against a stored SCRAM secret proved: they let pgmux log
- * in to PostgreSQL as this user without ever knowing the password.
+ * in to PostgreSQL as this user without ever knowing the password
+ * (client_login_ok files them where the secret came from).
  */
-static void keep_scram_keys(const struct client_login *cl, const struct scram_keys *keys)
+static void keep_scram_keys(struct client_login *cl, const struct scram_keys *keys)
 {
-    struct user *u = db_find_or_add_user(cl->user);
-    if (u) {
-        memcpy(u->scram_client_key, keys->client_key, sizeof(u->scram_client_key));
-        memcpy(u->scram_server_key, keys->server_key, sizeof(u->scram_server_key));
-        u->has_scram_keys = true;
-    }
+    memcpy(cl->keys.client_key, keys->client_key, sizeof(cl->keys.client_key));
+    memcpy(cl->keys.server_key, keys->server_key, sizeof(cl->keys.server_key));
+    cl->keys.have = true;
 }
 
 static bool check_plain_password(struct client_login *cl, const char *pw)
@@ -497,10 +495,6 @@ static bool client_login_ok(struct pgsock *c)
         client_disconnect(c, "53200", "out of memory");
         return false;
     }
-    if (cl->from_authq && !db->forced_user && !db_user_set_secret(u, cl->secret)) {
-        client_disconnect(c, "53200", "out of memory");
-        return false;
-    }
     int max_db = db->max_db_client_connections != CONFIG_UNSET ? db->max_db_client_connections
                                                                : G.cfg->max_db_client_connections;
     if (max_db > 0 && db->client_count >= max_db) {
@@ -524,6 +518,20 @@ static bool client_login_ok(struct pgsock *c)
     if (!p || !cancel_register(c)) {
         client_disconnect(c, "53200", "out of memory");
         return false;
+    }
+    /* What the login used and proved serves pgmux's own server logins as this
+     * user: a looked-up secret for this pool only, auth file keys for the user. */
+    if (cl->from_authq) {
+        if (!db->forced_user) {
+            if (!db_pool_set_authq_secret(p, cl->secret)) {
+                client_disconnect(c, "53200", "out of memory");
+                return false;
+            }
+            if (cl->keys.have)
+                p->authq_keys = cl->keys;
+        }
+    } else if (cl->keys.have) {
+        login->keys = cl->keys;
     }
     c->pool = p;
     c->login_user = login;

@@ -222,26 +222,34 @@ struct database *db_find_or_auto(const char *name)
     return db;
 }
 
-const char *db_server_password(const struct database *db, const struct user *user)
+const char *db_server_secret(const struct pool *p, const struct login_keys **keys)
 {
+    const struct database *db = p->db;
+    const struct user *user = p->user;
     const char *pw;
+    *keys = &user->keys;
     if (db->forced_user && strcmp(db->forced_user, user->name) == 0 && db->forced_password)
         return db->forced_password;
     pw = G.authfile ? authfile_lookup(G.authfile, user->name) : NULL;
-    return pw ? pw : user->authq_secret;
+    if (pw)
+        return pw;
+    *keys = &p->authq_keys;
+    return p->authq_secret;
 }
 
-bool db_user_set_secret(struct user *u, const char *secret)
+bool db_pool_set_authq_secret(struct pool *p, const char *secret)
 {
-    if (u->authq_secret && strcmp(u->authq_secret, secret) == 0)
+    if (p->authq_secret && strcmp(p->authq_secret, secret) == 0)
         return true;
     char *copy = strdup(secret);
     if (!copy)
         return false;
-    if (u->authq_secret) {
-        OPENSSL_cleanse(u->authq_secret, strlen(u->authq_secret));
-        free(u->authq_secret);
+    if (p->authq_secret) {
+        OPENSSL_cleanse(p->authq_secret, strlen(p->authq_secret));
+        free(p->authq_secret);
     }
-    u->authq_secret = copy;
+    p->authq_secret = copy;
+    /* Keys proved against the old secret do not fit the new one. */
+    OPENSSL_cleanse(&p->authq_keys, sizeof(p->authq_keys));
     return true;
 }

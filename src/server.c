@@ -314,7 +314,8 @@ static bool server_handle_auth(struct pgsock *s, struct pkt_reader *r)
     if (code == AUTH_REQ_OK)
         return true;
 
-    const char *password = db_server_password(s->pool->db, s->pool->user);
+    const struct login_keys *lkeys;
+    const char *password = db_server_secret(s->pool, &lkeys);
     if (!password) {
         snprintf(msg, sizeof(msg), "no password available in auth_file for user \"%s\"", user);
         server_login_failed(s, "28P01", msg, true);
@@ -365,7 +366,7 @@ static bool server_handle_auth(struct pgsock *s, struct pkt_reader *r)
             server_login_failed(s, "28P01", msg, true);
             return false;
         }
-        if (secret_kind(password) == SECRET_SCRAM && !s->pool->user->has_scram_keys) {
+        if (secret_kind(password) == SECRET_SCRAM && !lkeys->have) {
             snprintf(msg, sizeof(msg), "cannot do SCRAM authentication: password is SCRAM "
                                        "secret but client authentication did not provide "
                                        "SCRAM keys");
@@ -399,8 +400,8 @@ static bool server_handle_auth(struct pgsock *s, struct pkt_reader *r)
         const char *pw = password;
         if (secret_kind(password) == SECRET_SCRAM) {
             /* Pass-through: sign with the keys the client's own proof gave us. */
-            memcpy(keys.client_key, s->pool->user->scram_client_key, sizeof(keys.client_key));
-            memcpy(keys.server_key, s->pool->user->scram_server_key, sizeof(keys.server_key));
+            memcpy(keys.client_key, lkeys->client_key, sizeof(keys.client_key));
+            memcpy(keys.server_key, lkeys->server_key, sizeof(keys.server_key));
             kp = &keys;
             pw = NULL;
         }

@@ -53,6 +53,10 @@ def aq_pg(pg):
         RETURNS record LANGUAGE sql SECURITY DEFINER AS $$
           SELECT rolname::text, rolpassword FROM pg_authid, pg_sleep(20)
           WHERE rolname = p_user $$;
+        CREATE OR REPLACE FUNCTION aq_lookup_other(p_user text, OUT usename text,
+                                                   OUT passwd text)
+        RETURNS record LANGUAGE sql AS $$
+          SELECT p_user, 'md5' || md5('other-cluster-pw' || p_user) $$;
         REVOKE ALL ON FUNCTION aq_lookup(text) FROM PUBLIC;
         REVOKE ALL ON FUNCTION aq_lookup_slow(text) FROM PUBLIC;
         REVOKE ALL ON FUNCTION aq_lookup_hang(text) FROM PUBLIC;
@@ -65,7 +69,7 @@ def aq_pg(pg):
         pg.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
                [name])
     pg.sql("DROP FUNCTION IF EXISTS aq_lookup(text); DROP FUNCTION IF EXISTS aq_lookup_slow(text); "
-           "DROP FUNCTION IF EXISTS aq_lookup_hang(text)")
+           "DROP FUNCTION IF EXISTS aq_lookup_hang(text); DROP FUNCTION IF EXISTS aq_lookup_other(text)")
     for name in list(ROLES) + [AUTH_USER]:
         pg.sql('DROP OWNED BY "%s"; DROP ROLE IF EXISTS "%s"' % (name, name))
 
@@ -341,6 +345,35 @@ def test_empty_auth_file_password(pgmux_factory, pg, auth_type):
     r.login("emptypw", password="", database="forced")
     assert r.query("SELECT current_user") == [("testuser",)]
     r.close()
+
+
+def test_looked_up_secret_is_per_database(pgmux_factory, aq_pg):
+    """Two databases look the same user up in different places (here: another auth_query
+    that stands for another cluster, with another password). A login to one must not change
+    the secret pgmux logs in with for the other: a client of p0 that needs a new server after
+    someone logged in to "other" still gets one."""
+    other = ("host=127.0.0.1 port=%d dbname=%s auth_query='SELECT usename, passwd FROM "
+             "aq_lookup_other($1)'" % (aq_pg.port, DBNAME))
+    dbs = _dbs(aq_pg)
+    dbs["other"] = other
+    m = _make(pgmux_factory, aq_pg, {"auth_type": "md5"}, databases=dbs)
+    x = m.connect(user="aq_md5", password=ROLES["aq_md5"][1], autocommit=True)
+    x.cursor().execute("SELECT 1")
+    # the other "cluster" knows aq_md5 by another password; PostgreSQL here does not, so that
+    # pool's server login fails, which does not matter for this test
+    try:
+        m.connect(dbname="other", user="aq_md5", password="other-cluster-pw").close()
+    except psycopg2.OperationalError:
+        pass
+    # p0's server goes away; x's next query needs a new server login as aq_md5
+    aq_pg.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+              "WHERE usename = 'aq_md5' AND datname = %s", [DBNAME])
+    wait_until(lambda: aq_pg.count_backends(["aq_md5"]) == 0, 10)
+    time.sleep(0.5)  # pgmux sees the idle server's connection end and drops it
+    cur = x.cursor()
+    cur.execute("SELECT current_user")
+    assert cur.fetchone()[0] == "aq_md5"
+    x.close()
 
 
 def test_auth_user_login_failure(pgmux_factory, aq_pg):
