@@ -145,6 +145,17 @@ static void db_fill(struct database *db, const struct cfg_db *cd, const char *au
     }
 }
 
+/* A removed database serves nobody again: its waiting clients are told now. */
+static void db_fail_waiting(struct database *db)
+{
+    struct list *pi;
+    for (pi = G.pools.next; pi != &G.pools; pi = pi->next) {
+        struct pool *p = container_of(pi, struct pool, head);
+        if (p->db == db)
+            pool_fail_waiting(p, "08P01", "database removed");
+    }
+}
+
 static struct database *db_new(const char *name)
 {
     struct database *db = calloc(1, sizeof(*db));
@@ -166,7 +177,9 @@ void db_apply_config(const struct config *cfg)
     for (item = G.databases.next; item != &G.databases; item = item->next) {
         struct database *db = container_of(item, struct database, head);
         const struct cfg_db *cd = config_find_db(cfg, db->name);
-        if (cd && strcmp(cd->name, "*") != 0 && !db->is_autodb) {
+        if (cd && strcmp(cd->name, "*") != 0) {
+            /* An entry of its own now wins over the `*` it was made from. */
+            db->is_autodb = false;
             db_fill(db, cd, NULL);
         } else if (db->is_autodb && wildcard(cfg)) {
             db_fill(db, wildcard(cfg), db->name);
@@ -174,6 +187,7 @@ void db_apply_config(const struct config *cfg)
             log_info("database %s removed from the configuration", db->name);
             db->dead = true;
             db_recycle_servers(db);
+            db_fail_waiting(db);
         }
     }
     for (int i = 0; i < cfg->n_dbs; i++) {

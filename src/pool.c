@@ -342,6 +342,11 @@ static void pool_link(struct pgsock *client, struct pgsock *server)
 bool pool_find_server(struct pgsock *client)
 {
     struct pool *p = client->pool;
+    if (p->db->dead) {
+        /* Removed by a reload: the transaction it was in has ended, nothing more runs. */
+        client_disconnect(client, "08P01", "database removed");
+        return false;
+    }
     if (!G.paused && !p->db->paused) {
         struct list *item = statlist_first(&p->idle_servers);
         if (item) {

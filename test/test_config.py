@@ -284,6 +284,48 @@ def test_reload_add_database(pgmux_factory, pg):
     wait_until(ok, 5)
 
 
+def test_reload_explicit_entry_replaces_autodb(pgmux_factory, pg):
+    """A database first made from `*` follows its own [databases] entry once a reload adds
+    one (PgBouncer's behaviour), instead of keeping the `*` settings for good."""
+    m = pgmux_factory(databases={"*": "host=127.0.0.1 port=%d" % pg.port})
+    assert m.psql("SELECT current_database()", dbname="postgres") == "postgres"
+    m.databases["postgres"] = "host=127.0.0.1 port=%d dbname=%s" % (pg.port, DBNAME)
+    m.write_config()
+    m.reload()
+    wait_until(lambda: m.psql("SELECT current_database()", dbname="postgres") == DBNAME, 10)
+
+
+def test_reload_removed_database_ends_its_clients(pgmux_factory, pg):
+    """A reload removes a database: a client waiting for a server is told at once, an idle
+    client is told at its next query, a transaction in progress still commits."""
+    m = pgmux_factory(settings={"default_pool_size": 1, "query_wait_timeout": 60})
+    busy = m.connect(autocommit=False)
+    cur = busy.cursor()
+    cur.execute("SELECT 1")  # holds the only server in a transaction
+    idle = m.connect(autocommit=True)
+    r = m.raw()
+    r.login()
+    r.send(r.msg(b"Q", b"SELECT 2\0"))  # waits for the server
+    time.sleep(0.3)
+    del m.databases[DBNAME]
+    m.write_config()
+    t0 = time.monotonic()
+    m.reload()
+    msgs, how = r.collect(timeout=10)
+    r.close()
+    # the FATAL may be lost to a reset: the client's unanswered Query was still buffered
+    assert how in ("closed", "stop") and time.monotonic() - t0 < 5, (msgs, how)
+    m.wait_log(r"pooler error: database removed", since_mark=False)
+    cur.execute("SELECT 3")
+    assert cur.fetchone() == (3,)
+    busy.commit()
+    m.mark_log()
+    with pytest.raises(psycopg2.OperationalError):
+        idle.cursor().execute("SELECT 4")
+    m.wait_log(r"pooler error: database removed")
+    assert m.alive()
+
+
 # --- CLI
 
 
