@@ -710,6 +710,33 @@ static enum sbuf_result server_internal_pkt(struct pgsock *s, struct pkt_hdr *hd
  * it will never be answered; a failed Parse also means the statement is not
  * on this server after all.
  */
+/*
+ * After an error PostgreSQL skips every message up to the next Sync, so the
+ * Parse and Close messages queued ahead of that Sync are never answered:
+ * forget them, whether they were queued before the error came or after.
+ */
+static void server_ps_drop_skipped(struct pgsock *s)
+{
+    bool skip;
+    struct ps_entry *e;
+    for (;;) {
+        uint8_t front = ps_queue_front(s);
+        if (front != PSQ_PARSE && front != PSQ_CLOSE)
+            break;
+        e = NULL;
+        ps_queue_pop(s, front, &skip, &e);
+        if (e) {
+            ps_server_remove(s, e);
+            /* The client's own Parse failed: like PostgreSQL, the name does
+             * not exist afterwards. (A Parse pgmux slipped in failing leaves
+             * the client's statement in place, as a plan would stay.) */
+            if (!skip && s->link)
+                ps_client_remove_entry(s->link, e);
+            ps_entry_put(e);
+        }
+    }
+}
+
 static enum sbuf_result server_ps_pkt(struct pgsock *s, struct pkt_hdr *hdr, bool *handled)
 {
     bool skip = false;
@@ -726,25 +753,13 @@ static enum sbuf_result server_ps_pkt(struct pgsock *s, struct pkt_hdr *hdr, boo
         ps_queue_pop(s, PSQ_CLOSE, &skip, NULL);
         break;
     case PqMsg_ErrorResponse:
-        for (;;) {
-            uint8_t front = ps_queue_front(s);
-            if (front != PSQ_PARSE && front != PSQ_CLOSE)
-                break;
-            ps_queue_pop(s, front, &skip, &e);
-            if (e) {
-                ps_server_remove(s, e);
-                /* The client's own Parse failed: like PostgreSQL, the name does
-                 * not exist afterwards. (A Parse pgmux slipped in failing leaves
-                 * the client's statement in place, as a plan would stay.) */
-                if (!skip && s->link)
-                    ps_client_remove_entry(s->link, e);
-                ps_entry_put(e);
-                e = NULL;
-            }
-        }
-        skip = false;
+        server_ps_drop_skipped(s);
         break;
     case PqMsg_ReadyForQuery: {
+        /* Nothing is popped twice when the message is split across reads. */
+        if (hdr->avail < 6)
+            return SBUF_NEED_MORE;
+        server_ps_drop_skipped(s); /* queued after an error, before the Sync */
         uint8_t front = ps_queue_front(s);
         if (front == PSQ_SYNC || front == PSQ_QUERY || front == PSQ_FUNC)
             ps_queue_pop(s, front, &skip, NULL);

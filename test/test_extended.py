@@ -7,7 +7,7 @@ import threading
 import psycopg
 import pytest
 
-from pgmux_helpers import RawClient
+from pgmux_helpers import RawClient, parse_error_fields
 
 
 def test_params_types(pgmux_mode):
@@ -302,5 +302,41 @@ def test_flush_without_sync_keeps_server(pgmux_factory):
     a.send(SYNC)
     assert a.read_msg() == (b"Z", b"I")
     assert b.read_results() == [("b ran",)]
+    a.close()
+    b.close()
+
+
+def _errors(msgs):
+    return [parse_error_fields(b).get("C") for t, b in msgs if t == b"E"]
+
+
+def test_named_parse_skipped_after_error_is_forgotten(pgmux_factory):
+    """An error in a pipeline (ended by Flush, not Sync) makes PostgreSQL skip everything up
+    to the Sync, including a named Parse the client sends after the error arrived. pgmux
+    must not later count that statement as prepared on the server: a client that prepares
+    the same text afterwards (on the same and only server) gets it prepared again."""
+    m = pgmux_factory(pool_mode="transaction", settings={"default_pool_size": 1})
+    a = m.raw()
+    a.login()
+    a.send(_parse("a", "SELECT 1/$1::int") + _bind("", "a", ["0"]) + _execute("") + FLUSH)
+    msgs = []
+    while not any(t == b"E" for t, _ in msgs):
+        msgs.append(a.read_msg())
+    assert _errors(msgs) == ["22012"]
+    # sent after the error: skipped by PostgreSQL
+    a.send(_parse("b", "SELECT 2") + SYNC)
+    assert _read_until_z(a)[-1] == (b"Z", b"I")
+    a.send(_parse("c", "SELECT 3") + _bind("", "c") + _execute("") + SYNC)
+    msgs = _read_until_z(a)
+    assert _errors(msgs) == [] and _datarows(msgs) == [("3",)]
+    # the text of "b" again, under a new name, from another client on the same server
+    b = m.raw()
+    b.login()
+    b.send(_parse("x", "SELECT 2") + _bind("", "x") + _execute("") + SYNC)
+    msgs = _read_until_z(b)
+    assert _errors(msgs) == [] and _datarows(msgs) == [("2",)], msgs
+    # and "b" itself does not exist for a, as PostgreSQL would say
+    a.send(_bind("", "b") + _execute("") + SYNC)
+    assert _errors(_read_until_z(a)) == ["26000"]
     a.close()
     b.close()
