@@ -179,38 +179,74 @@ static void copy_key(struct config *dst, const struct config *src, const struct 
 }
 
 /*
- * Startup: build the TLS contexts and load the HBA and ident files. Runs as
- * the final user, as reloads do. False with msg set on any error.
+ * What the TLS settings and the auth_hba_file / auth_ident_file keys of a
+ * config build. Made whole before it replaces the running set, at startup
+ * and on reload, so a file that fails to load changes nothing.
  */
-static bool load_tls_and_hba(char *msg, size_t len)
+struct auth_set {
+    struct tls_ctx *client_tls, *server_tls;
+    struct hba *hba;
+    struct ident *ident;
+};
+
+static void auth_set_free(struct auth_set *a)
 {
-    G.client_tls = tls_client_side_new(G.cfg, msg, len);
-    if (!G.client_tls && msg[0])
-        return false;
-    G.server_tls = tls_server_side_new(G.cfg, msg, len);
-    if (!G.server_tls && msg[0])
-        return false;
-    if (G.cfg->auth_type == AUTH_HBA) {
-        char err[600];
-        if (!G.cfg->auth_hba_file[0]) {
+    tls_ctx_free(a->client_tls);
+    tls_ctx_free(a->server_tls);
+    hba_free(a->hba);
+    ident_free(a->ident);
+    memset(a, 0, sizeof(*a));
+}
+
+/* Runs as the final user, as reloads do. False with msg set on any error. */
+static bool auth_set_load(const struct config *cfg, struct auth_set *a, char *msg, size_t len)
+{
+    char err[600];
+    memset(a, 0, sizeof(*a));
+    a->client_tls = tls_client_side_new(cfg, err, sizeof(err));
+    if (!a->client_tls && err[0]) {
+        snprintf(msg, len, "client TLS: %s", err);
+        goto fail;
+    }
+    a->server_tls = tls_server_side_new(cfg, err, sizeof(err));
+    if (!a->server_tls && err[0]) {
+        snprintf(msg, len, "server TLS: %s", err);
+        goto fail;
+    }
+    if (cfg->auth_type == AUTH_HBA) {
+        if (!cfg->auth_hba_file[0]) {
             snprintf(msg, len, "auth_type = hba needs auth_hba_file");
-            return false;
+            goto fail;
         }
-        G.hba = hba_load(G.cfg->auth_hba_file, err, sizeof(err));
-        if (!G.hba) {
+        a->hba = hba_load(cfg->auth_hba_file, err, sizeof(err));
+        if (!a->hba) {
             snprintf(msg, len, "auth_hba_file: %s", err);
-            return false;
+            goto fail;
         }
     }
-    if (G.cfg->auth_ident_file[0]) {
-        char err[600];
-        G.ident = ident_load(G.cfg->auth_ident_file, err, sizeof(err));
-        if (!G.ident) {
+    if (cfg->auth_ident_file[0]) {
+        a->ident = ident_load(cfg->auth_ident_file, err, sizeof(err));
+        if (!a->ident) {
             snprintf(msg, len, "auth_ident_file: %s", err);
-            return false;
+            goto fail;
         }
     }
     return true;
+fail:
+    auth_set_free(a);
+    return false;
+}
+
+/* Put a in force; the set it replaces is freed (live SSL objects keep their context). */
+static void auth_set_install(struct auth_set *a)
+{
+    struct auth_set old = {G.client_tls, G.server_tls, G.hba, G.ident};
+    G.client_tls = a->client_tls;
+    G.server_tls = a->server_tls;
+    G.hba = a->hba;
+    G.ident = a->ident;
+    memset(a, 0, sizeof(*a));
+    auth_set_free(&old);
 }
 
 /*
@@ -254,55 +290,23 @@ static void recycle_all_servers(const char *why)
     }
 }
 
-/*
- * Reload: new TLS contexts (files are read again even when the settings are
- * the same: rotated certificates), HBA rules and ident maps. Each one that
- * fails to load keeps the running one. Live connections keep their own
- * SSL objects; servers are recycled only when the server TLS settings
- * changed (PgBouncer >= 1.24).
- */
-static void reload_tls_and_hba(const struct config *old, const struct config *ncfg)
+/* A reload that cannot be made whole: say why, count it, change nothing. */
+static bool reload_failed(const char *msg, char *errbuf, size_t errlen)
 {
-    char msg[700];
-    if (!tls_reload(&G.client_tls, ncfg, true, msg, sizeof(msg)))
-        log_error("client TLS not reloaded, keeping the previous TLS settings: %s", msg);
-    if (!tls_reload(&G.server_tls, ncfg, false, msg, sizeof(msg))) {
-        log_error("server TLS not reloaded, keeping the previous TLS settings: %s", msg);
-    } else if (!tls_settings_equal(old, ncfg, false)) {
-        log_info("server TLS settings changed, recycling server connections");
-        recycle_all_servers("server TLS settings changed");
-    }
-    if (ncfg->auth_type == AUTH_HBA) {
-        struct hba *h = NULL;
-        if (!ncfg->auth_hba_file[0])
-            snprintf(msg, sizeof(msg), "auth_type = hba needs auth_hba_file");
-        else
-            h = hba_load(ncfg->auth_hba_file, msg, sizeof(msg));
-        if (h) {
-            hba_free(G.hba);
-            G.hba = h;
-        } else {
-            log_error("auth_hba_file not reloaded, keeping the previous rules: %s", msg);
-        }
-    } else if (G.hba) {
-        hba_free(G.hba);
-        G.hba = NULL;
-    }
-    if (ncfg->auth_ident_file[0]) {
-        struct ident *id = ident_load(ncfg->auth_ident_file, msg, sizeof(msg));
-        if (id) {
-            ident_free(G.ident);
-            G.ident = id;
-        } else {
-            log_error("auth_ident_file not reloaded, keeping the previous maps: %s", msg);
-        }
-    } else if (G.ident) {
-        ident_free(G.ident);
-        G.ident = NULL;
-    }
+    log_error("config reload failed, keeping the old configuration: %s", msg);
+    stats_reload(false);
+    if (errbuf)
+        snprintf(errbuf, errlen, "%s", msg);
+    return false;
 }
 
-/* Parse, validate and only then swap: a bad reload changes nothing. */
+/*
+ * Parse, validate and load everything the new config names (auth file, TLS
+ * files, hba and ident files; files are read again even when the settings
+ * are the same: rotated certificates), and only then swap: a bad reload
+ * changes nothing. Live connections keep their own SSL objects; servers are
+ * recycled only when the server TLS settings changed (PgBouncer >= 1.24).
+ */
 bool pgmux_reload(char *errbuf, size_t errlen)
 {
     struct config_error err;
@@ -310,22 +314,16 @@ bool pgmux_reload(char *errbuf, size_t errlen)
     struct config *ncfg = config_load(G.cfg->conffile, &err);
     if (!ncfg) {
         config_error_format(&err, msg, sizeof(msg));
-        log_error("config reload failed, keeping the old configuration: %s", msg);
-        stats_reload(false);
-        if (errbuf)
-            snprintf(errbuf, errlen, "%s", msg);
-        return false;
+        return reload_failed(msg, errbuf, errlen);
     }
     struct authfile *naf = NULL;
     if (ncfg->auth_file[0]) {
-        naf = authfile_load(ncfg->auth_file, msg, sizeof(msg));
+        char afmsg[680];
+        naf = authfile_load(ncfg->auth_file, afmsg, sizeof(afmsg));
         if (!naf) {
-            log_error("auth_file reload failed, keeping the old configuration: %s", msg);
-            stats_reload(false);
-            if (errbuf)
-                snprintf(errbuf, errlen, "%s", msg);
             config_free(ncfg);
-            return false;
+            snprintf(msg, sizeof(msg), "auth_file: %s", afmsg);
+            return reload_failed(msg, errbuf, errlen);
         }
     }
     /* Keys that need a restart keep their running values. */
@@ -342,13 +340,25 @@ bool pgmux_reload(char *errbuf, size_t errlen)
             copy_key(ncfg, G.cfg, &keys[i]);
         }
     }
+    struct auth_set set;
+    if (!auth_set_load(ncfg, &set, msg, sizeof(msg))) {
+        config_free(ncfg);
+        if (naf)
+            authfile_free(naf);
+        return reload_failed(msg, errbuf, errlen);
+    }
     struct config *old = G.cfg;
     struct authfile *old_af = G.authfile;
+    bool server_tls_changed = !tls_settings_equal(old, ncfg, false);
     G.cfg = ncfg;
     G.authfile = naf;
+    auth_set_install(&set);
     db_apply_config(ncfg);
     log_configure(ncfg);
-    reload_tls_and_hba(old, ncfg);
+    if (server_tls_changed) {
+        log_info("server TLS settings changed, recycling server connections");
+        recycle_all_servers("server TLS settings changed");
+    }
     warn_unworkable_auth();
     config_free(old);
     if (old_af)
@@ -518,10 +528,12 @@ int main(int argc, char **argv)
         change_user(run_as);
     {
         char msg[700];
-        if (!load_tls_and_hba(msg, sizeof(msg))) {
+        struct auth_set set;
+        if (!auth_set_load(G.cfg, &set, msg, sizeof(msg))) {
             listener_close_all(); /* no stale Unix socket file behind */
             die("%s", msg);
         }
+        auth_set_install(&set);
     }
     warn_unworkable_auth();
     if (daemon_mode)

@@ -200,7 +200,7 @@ def test_hba_reload(pgmux_factory, certs):
     m.write_file(m.hba_path, "host p0 testuser 127.0.0.1/32 ldap\n")
     m.mark_log()
     m.reload()
-    m.wait_log(r"auth_hba_file not reloaded, keeping the previous rules: .*hba.conf:1")
+    m.wait_log(r"config reload failed, keeping the old configuration: auth_hba_file: .*hba.conf:1")
     assert first_auth_answer(m.port, "testuser")[1].startswith(
         "28000 pg_hba.conf rejects connection")
     m.write_file(m.hba_path, HBA)
@@ -266,3 +266,19 @@ def test_passwords_never_logged_at_any_verbosity(pgmux_factory, certs):
             except psycopg2.OperationalError:
                 pass
     assert "DEBUG" in m.log() or "TLS established" in m.log()
+
+
+def test_reload_to_hba_with_a_bad_file_changes_nothing(pgmux_factory):
+    """A reload that switches to auth_type = hba with an auth_hba_file that does not load
+    fails as a whole: the running auth_type stays, so logins keep working."""
+    m = pgmux_factory(settings={"auth_type": "scram-sha-256"})
+    assert m.psql("SELECT 1") == "1"
+    bad = os.path.join(m.dir, "bad_hba.conf")
+    m.write_file(bad, "host all all 127.0.0.1/32 ldap\n")
+    m.settings.update({"auth_type": "hba", "auth_hba_file": bad})
+    m.write_config()
+    m.mark_log()
+    m.reload()
+    m.wait_log(r"config reload failed, keeping the old configuration: auth_hba_file: "
+               r".*bad_hba.conf:1")
+    assert m.psql("SELECT 2") == "2"

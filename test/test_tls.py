@@ -430,7 +430,7 @@ def test_certificate_rotation_with_sighup(pgmux_factory, pg_ssl, certs):
         f.write("not a certificate\n")
     m.mark_log()
     m.reload()
-    m.wait_log(r"client TLS not reloaded, keeping the previous TLS settings: "
+    m.wait_log(r"config reload failed, keeping the old configuration: client TLS: "
                r"client_tls_cert_file")
     again = tls_raw(m.port, client_ssl_context(certs))
     assert peer_cert_org(again) == "rotated"
