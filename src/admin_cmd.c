@@ -726,8 +726,8 @@ static void cmd_shutdown(struct admin_ctx *x, const struct admin_parsed *pc)
         /* A second SHUTDOWN only changes what to wait for. */
         log_info("%s", why);
         G.shutdown_mode = mode;
-        if (mode == 1)
-            G.paused = true;
+        /* WAIT_FOR_CLIENTS serves the clients it waits for; WAIT_FOR_SERVERS does not. */
+        G.paused = mode == 1;
     } else {
         pgmux_begin_shutdown(mode, why);
     }

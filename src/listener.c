@@ -9,6 +9,7 @@
  */
 #include "listener.h"
 
+#include "admin.h"
 #include "client.h"
 #include "config.h"
 #include "log.h"
@@ -215,7 +216,7 @@ void listener_close_all(void)
 
 void listener_retry(void)
 {
-    if (!accept_suspended || G.shutting_down)
+    if (!accept_suspended || G.shutting_down || admin_is_suspended())
         return;
     if (loop_now() - suspended_at < 1.0)
         return;

@@ -375,6 +375,11 @@ void pgmux_begin_shutdown(int mode, const char *why)
         log_info("%s again: exiting now", why);
         pgmux_exit_now();
     }
+    if (admin_is_suspended()) {
+        /* Suspended sockets are never read again: nothing could finish. (PgBouncer too.) */
+        log_info("%s during SUSPEND: exiting now", why);
+        pgmux_exit_now();
+    }
     G.shutting_down = true;
     G.shutdown_mode = mode;
     listener_stop(false); /* the Unix socket stays open for the admin console */

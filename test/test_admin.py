@@ -10,6 +10,7 @@ import concurrent.futures
 import json
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -574,6 +575,20 @@ def test_suspend_and_resume(mux):
     assert still_blocked(fut)
     a.close()
     assert fut.result(10) == (12,)
+
+
+def test_shutdown_during_suspend_exits_at_once(mux):
+    """SIGTERM (shutdown when all clients are gone) during SUSPEND: suspended clients are
+    never read again, so waiting for them could never end; pgmux exits at once, as
+    PgBouncer does."""
+    c = mux.connect(autocommit=True)
+    c.cursor().execute("SELECT 1")
+    a = admin_connect(mux)
+    run(a, "SUSPEND")
+    mux.expect_exit = True
+    mux.signal(signal.SIGTERM)
+    wait_until(lambda: not mux.alive(), 10)
+    mux.wait_log(r"during SUSPEND: exiting now", since_mark=False)
 
 
 def test_shutdown_wait_for_clients(mux):
