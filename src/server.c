@@ -918,7 +918,8 @@ static enum sbuf_result server_proto(struct sbuf *sb, enum sbuf_event ev, struct
         char msg[300];
         snprintf(msg, sizeof(msg), "TLS handshake with server failed: %s", sbuf_strerror(errno));
         /* A certificate that does not verify will not fix itself by retrying. */
-        bool cert = s->sbuf.ssl && SSL_get_verify_result(s->sbuf.ssl) != X509_V_OK;
+        bool cert = s->sbuf.ssl && (SSL_get_verify_mode(s->sbuf.ssl) & SSL_VERIFY_PEER) &&
+                    SSL_get_verify_result(s->sbuf.ssl) != X509_V_OK;
         server_login_failed(s, "08006", msg, cert);
         return SBUF_CLOSED;
     }

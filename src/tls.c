@@ -854,7 +854,9 @@ void tls_error_string(const SSL *ssl, int ret, char *buf, size_t len)
         ERR_clear_error();
         return;
     }
-    if (e == SSL_ERROR_SSL && vr != X509_V_OK) {
+    /* OpenSSL records a chain check even when it was not asked to enforce
+     * it (sslmode require): blame the certificate only when it was. */
+    if (e == SSL_ERROR_SSL && vr != X509_V_OK && (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER)) {
         snprintf(buf, len, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
         ERR_clear_error();
         return;
