@@ -101,7 +101,18 @@ void sbuf_init(struct sbuf *sb, sbuf_proto_fn proto);
 bool sbuf_accept(struct sbuf *sb, int fd) __attribute__((warn_unused_result));
 
 /* Start a non-blocking connect; the result comes as CONNECT_OK/FAILED. */
-bool sbuf_connect(struct sbuf *sb, const struct sockaddr *sa, socklen_t len)
+struct config;
+
+/*
+ * The TCP options of cfg for a client or server socket: TCP_NODELAY,
+ * keepalive (tcp_keepalive, tcp_keepidle, tcp_keepintvl, tcp_keepcnt),
+ * tcp_user_timeout and tcp_socket_buffer. Not for Unix sockets.
+ */
+void sbuf_tune_tcp(int fd, const struct config *cfg);
+
+/* cfg: whose TCP options a TCP socket gets (sbuf_tune_tcp). */
+bool sbuf_connect(struct sbuf *sb, const struct sockaddr *sa, socklen_t len,
+                  const struct config *cfg)
     __attribute__((warn_unused_result));
 
 /* Decisions, called from the proto callback for the current message. */

@@ -93,12 +93,8 @@ void client_accept(int fd, const struct sockaddr *sa, socklen_t salen, bool is_u
         c->remote.family = AF_UNIX;
     }
     throttle_client_accept(c);
-    if (!is_unix) {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (G.cfg->tcp_keepalive)
-            setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-    }
+    if (!is_unix)
+        sbuf_tune_tcp(fd, G.cfg);
     sbuf_init(&c->sbuf, client_proto);
     c->sbuf.startup = 1;
     c->syncs_since_exec = -1;
@@ -330,6 +326,19 @@ static enum sbuf_result client_ssl_request(struct pgsock *c, struct pkt_hdr *hdr
     return SBUF_OK;
 }
 
+/* application_name_add_host: "<name, or app> - <address>:<port>", as PgBouncer writes it. */
+static void client_add_host_to_appname(struct pgsock *c)
+{
+    int idx = varcache_lookup("application_name");
+    if (idx < 0)
+        return;
+    const char *name = varcache_get(&c->vars, idx);
+    char addr[80], buf[MAX_NAME + 100];
+    snprintf(buf, sizeof(buf), "%s - %s", name && name[0] ? name : "app",
+             log_addr(c, addr, sizeof(addr)));
+    varcache_set(&c->vars, idx, buf);
+}
+
 static enum sbuf_result client_startup(struct pgsock *c, struct pkt_hdr *hdr)
 {
     struct client_login *cl = c->clogin;
@@ -427,6 +436,8 @@ static enum sbuf_result client_startup(struct pgsock *c, struct pkt_hdr *hdr)
         client_disconnect(c, "28000", "no PostgreSQL user name specified in startup packet");
         return SBUF_CLOSED;
     }
+    if (G.cfg->application_name_add_host)
+        client_add_host_to_appname(c);
     if (!cl->dbname[0])
         strcpy(cl->dbname, cl->user);
     if ((code & 0xffff) != 0 || n_pq > 0) {

@@ -35,6 +35,7 @@
  */
 #include "sbuf.h"
 
+#include "config.h"
 #include "iobuf.h"
 #include "loop.h"
 #include "proto.h"
@@ -274,16 +275,36 @@ bool sbuf_accept(struct sbuf *sb, int fd)
     return true;
 }
 
-bool sbuf_connect(struct sbuf *sb, const struct sockaddr *sa, socklen_t len)
+void sbuf_tune_tcp(int fd, const struct config *cfg)
+{
+    int one = 1;
+    /* Failures leave the system defaults, which still work: nothing to report per socket. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (cfg->tcp_keepalive) {
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        if (cfg->tcp_keepidle > 0)
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &cfg->tcp_keepidle, sizeof(int));
+        if (cfg->tcp_keepintvl > 0)
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &cfg->tcp_keepintvl, sizeof(int));
+        if (cfg->tcp_keepcnt > 0)
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cfg->tcp_keepcnt, sizeof(int));
+    }
+    if (cfg->tcp_user_timeout > 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &cfg->tcp_user_timeout, sizeof(int));
+    if (cfg->tcp_socket_buffer > 0) {
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cfg->tcp_socket_buffer, sizeof(int));
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &cfg->tcp_socket_buffer, sizeof(int));
+    }
+}
+
+bool sbuf_connect(struct sbuf *sb, const struct sockaddr *sa, socklen_t len,
+                  const struct config *cfg)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return false;
-    if (sa->sa_family != AF_UNIX) {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-    }
+    if (sa->sa_family != AF_UNIX)
+        sbuf_tune_tcp(fd, cfg);
     if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);

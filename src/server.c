@@ -99,7 +99,7 @@ static void server_login_failed(struct pgsock *s, const char *sqlstate, const ch
 static bool server_connect(struct pgsock *s)
 {
     struct database *db = s->pool->db;
-    if (!sbuf_connect(&s->sbuf, (struct sockaddr *)&db->addr, db->addrlen)) {
+    if (!sbuf_connect(&s->sbuf, (struct sockaddr *)&db->addr, db->addrlen, G.cfg)) {
         char msg[200];
         snprintf(msg, sizeof(msg), "connect failed: %s", strerror(errno));
         server_login_failed(s, "08006", msg, false);

@@ -3,6 +3,8 @@ server_reset_query (+ _always), server_check_query/server_check_delay, Unix-sock
 host-name servers, the `*` fallback, per-database startup parameters, per-user pool_mode,
 forced users."""
 
+import re
+import subprocess
 import threading
 import time
 
@@ -230,3 +232,41 @@ def test_two_databases_concurrently(pgmux_factory, pg):
     for t in ts:
         t.join(30)
     assert errors == []
+
+
+def _keepalive_timers(port, side):
+    """Seconds left on the keepalive timers of established TCP sockets whose local (side
+    "sport") or remote ("dport") port is port, as ss shows them."""
+    out = subprocess.run(["ss", "-tnoH", "state", "established", "( %s = :%d )" % (side, port)],
+                         stdout=subprocess.PIPE, text=True, timeout=10).stdout
+    return [float(m) for m in re.findall(r"timer:\(keepalive,([0-9.]+)(?:ms|sec)", out)]
+
+
+def test_tcp_keepalive_settings_apply_to_both_sides(pgmux_factory, pg):
+    """tcp_keepidle (and keepalive itself) reach pgmux's client and server sockets: the kernel
+    shows a keepalive timer of at most tcp_keepidle seconds on each."""
+    m = pgmux_factory(pool_mode="session", settings={"tcp_keepidle": 7, "tcp_keepintvl": 3,
+                                                     "tcp_keepcnt": 2,
+                                                     "tcp_user_timeout": 20000})
+    c = m.connect(autocommit=True)
+    c.cursor().execute("SELECT 1")  # session mode: the server stays linked
+    time.sleep(1.0)  # no data in flight: ss shows the keepalive timer, not a retransmit one
+    client_side = _keepalive_timers(m.port, "sport")
+    server_side = _keepalive_timers(pg.port, "dport")
+    assert client_side and all(t <= 7 for t in client_side), client_side
+    assert server_side and all(t <= 7 for t in server_side), server_side
+    c.close()
+
+
+def test_application_name_add_host(pgmux_factory, pg):
+    """application_name_add_host: PostgreSQL sees "<name> - <address>:<port>" ("app" when the
+    client sent none), as with PgBouncer."""
+    m = pgmux_factory(settings={"application_name_add_host": 1})
+    for sent, want in (("myapp", "myapp - 127.0.0.1:"), (None, "app - 127.0.0.1:")):
+        kw = {"application_name": sent} if sent else {}
+        c = m.connect(autocommit=True, **kw)
+        cur = c.cursor()
+        cur.execute("SELECT current_setting('application_name')")
+        got = cur.fetchone()[0]
+        assert got.startswith(want) and got[len(want):].isdigit(), got
+        c.close()
