@@ -18,6 +18,18 @@
  */
 bool pgmux_setup(void);
 
+/*
+ * After SET changed a key of TLS or authentication (auth_type, auth_file,
+ * auth_hba_file, auth_ident_file, *_tls_*) in G.cfg: load what it names and
+ * put it in force, as a reload would (server_tls_changed: recycle the server
+ * connections). False (and nothing changes but the key, which the caller
+ * puts back) when something fails; err says why.
+ */
+bool pgmux_apply_auth_settings(bool server_tls_changed, char *err, size_t errlen);
+
+/* True for the keys pgmux_apply_auth_settings() is for. */
+bool pgmux_key_needs_auth_reload(const char *key);
+
 /* Re-read config and auth_file; on failure nothing changes and err says why. */
 bool pgmux_reload(char *err, size_t errlen);
 

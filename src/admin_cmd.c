@@ -830,9 +830,27 @@ static void admin_set(struct admin_ctx *x, const struct admin_parsed *pc)
     }
     struct config_error err;
     memset(&err, 0, sizeof(err));
+    const struct config_key *k = config_find_key(pc->key);
+    char before[ADMIN_MAX_VALUE + 64] = "";
+    if (k)
+        config_format(G.cfg, k, before, sizeof(before));
     if (!config_set(G.cfg, pc->key, pc->value, &err)) {
         admin_ctx_error(x, "SET failed: %s: %s", pc->key, err.msg);
         return;
+    }
+    if (k && pgmux_key_needs_auth_reload(pc->key)) {
+        /* Files and TLS contexts are built from these keys: do it now, as
+         * PgBouncer does, or the new value would only show in SHOW CONFIG. */
+        char after[ADMIN_MAX_VALUE + 64], why[700];
+        config_format(G.cfg, k, after, sizeof(after));
+        bool server_tls = strncmp(pc->key, "server_tls_", 11) == 0 && strcmp(before, after) != 0;
+        if (!pgmux_apply_auth_settings(server_tls, why, sizeof(why))) {
+            struct config_error undo;
+            if (!config_set(G.cfg, pc->key, before, &undo))
+                log_error("SET %s: could not restore the previous value", pc->key);
+            admin_ctx_error(x, "SET failed: %s: %s", pc->key, why);
+            return;
+        }
     }
     char shown[ADMIN_MAX_VALUE];
     snprintf(shown, sizeof(shown), "%s", pc->value);

@@ -290,6 +290,39 @@ static void recycle_all_servers(const char *why)
     }
 }
 
+bool pgmux_key_needs_auth_reload(const char *key)
+{
+    return strcmp(key, "auth_type") == 0 || strcmp(key, "auth_file") == 0 ||
+           strcmp(key, "auth_hba_file") == 0 || strcmp(key, "auth_ident_file") == 0 ||
+           strstr(key, "_tls_") != NULL;
+}
+
+bool pgmux_apply_auth_settings(bool server_tls_changed, char *err, size_t errlen)
+{
+    struct authfile *naf = NULL;
+    if (G.cfg->auth_file[0]) {
+        naf = authfile_load(G.cfg->auth_file, err, errlen);
+        if (!naf)
+            return false;
+    }
+    struct auth_set set;
+    if (!auth_set_load(G.cfg, &set, err, errlen)) {
+        if (naf)
+            authfile_free(naf);
+        return false;
+    }
+    if (G.authfile)
+        authfile_free(G.authfile);
+    G.authfile = naf;
+    auth_set_install(&set);
+    if (server_tls_changed) {
+        log_info("server TLS settings changed, recycling server connections");
+        recycle_all_servers("server TLS settings changed");
+    }
+    warn_unworkable_auth();
+    return true;
+}
+
 /* A reload that cannot be made whole: say why, count it, change nothing. */
 static bool reload_failed(const char *msg, char *errbuf, size_t errlen)
 {

@@ -314,6 +314,30 @@ def test_forced_user_db_shows_login_user(adm_factory, pg, auth_type):
     c.close()
 
 
+def test_set_of_auth_and_tls_keys_takes_effect(mux):
+    """SET auth_file loads that file at once (as PgBouncer applies such keys); a SET whose
+    files do not load (client TLS on without a key or certificate) fails, and the running
+    value stays."""
+    a = admin_connect(mux)
+    other = os.path.join(mux.dir, "other_userlist.txt")
+    ul = dict(mux.userlist)
+    ul["testuser"] = "rotated-pw"
+    mux.write_file(other, "".join('"%s" "%s"\n' % kv for kv in ul.items()))
+    run(a, "SET auth_file = '%s'" % other)
+    assert config_value(a, "auth_file")["value"] == other
+    # pgmux checks clients against the new file (the server login uses it too, and fails)
+    r = mux.raw()
+    with pytest.raises(PgError) as ei:
+        r.login("testuser", password="testpass")
+    r.close()
+    assert ei.value.sqlstate == "28P01"
+    msg = admin_error(a, "SET client_tls_sslmode = 'require'")
+    assert "SET failed: client_tls_sslmode: client TLS: " in msg, msg
+    assert config_value(a, "client_tls_sslmode")["value"] == "disable"
+    run(a, "SET auth_file = '%s'" % mux.userlist_path)
+    assert mux.psql("SELECT 1") == "1"
+
+
 def test_set_pool_size_then_cl_waiting_and_maxwait(mux):
     """SET changes behaviour and SHOW CONFIG shows it; cl_waiting while the pool is full."""
     a = admin_connect(mux)
