@@ -27,6 +27,7 @@ struct dns_req {
     struct addrinfo hints;
     struct sigevent sev;
     struct database *db;
+    unsigned generation; /* db->generation when asked: a reload may change host or port */
     char host[256];
     char port[16];
     struct dns_req *next;
@@ -63,7 +64,10 @@ static void dns_async_cb(struct ev_loop *loop, ev_async *w, int revents)
         int err = gai_error(&req->cb);
         struct addrinfo *ai = req->cb.ar_result;
         db->resolving = false;
-        if (err == 0 && ai && ai->ai_addrlen <= sizeof(db->addr)) {
+        if (req->generation != db->generation) {
+            /* Host or port changed while this lookup ran: its answer is for the old
+             * ones. Drop it; the next connect attempt asks for the new ones. */
+        } else if (err == 0 && ai && ai->ai_addrlen <= sizeof(db->addr)) {
             memcpy(&db->addr, ai->ai_addr, ai->ai_addrlen);
             db->addrlen = ai->ai_addrlen;
             db->addr_expires = loop_now() + G.cfg->dns_max_ttl;
@@ -129,6 +133,7 @@ int dns_prepare(struct database *db)
     snprintf(req->host, sizeof(req->host), "%s", host);
     snprintf(req->port, sizeof(req->port), "%d", db->port);
     req->db = db;
+    req->generation = db->generation;
     req->hints.ai_family = AF_UNSPEC;
     req->hints.ai_socktype = SOCK_STREAM;
     req->cb.ar_name = req->host;
