@@ -17,6 +17,15 @@ void db_apply_config(const struct config *cfg);
 
 /* A database for a client's requested name: configured, auto from "*", or NULL. */
 struct database *db_find_or_auto(const char *name);
+
+/*
+ * A login in progress holds db (from its startup packet until it joins a
+ * pool or fails). When the last one lets go of a database made from `*`
+ * that no pool uses and nothing else marked, the database is freed: names
+ * in startup packets of logins that never succeed leave nothing behind.
+ */
+void db_login_ref(struct database *db);
+void db_login_unref(struct database *db);
 struct user *db_find_or_add_user(const char *name);
 struct user *db_find_user(const char *name);
 

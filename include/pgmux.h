@@ -150,6 +150,7 @@ struct database {
     int max_db_connections, max_db_client_connections;
     double server_lifetime;  /* < 0 = global */
     bool is_autodb;
+    int logins;          /* logins in progress that point at it (db_login_ref) */
     bool dead;           /* removed from config: no new logins */
     bool disabled;       /* DISABLE db */
     bool paused;

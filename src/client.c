@@ -28,6 +28,7 @@
 #include "authq.h"
 #include "cancel.h"
 #include "config.h"
+#include "db.h"
 #include "log.h"
 #include "loop.h"
 #include "pktbuf.h"
@@ -131,6 +132,8 @@ static bool server_is_clean(const struct pgsock *s, const struct pgsock *c)
 void client_login_free(struct pgsock *c)
 {
     if (c->clogin) {
+        if (c->clogin->db)
+            db_login_unref(c->clogin->db);
         OPENSSL_cleanse(c->clogin, sizeof(*c->clogin));
         free(c->clogin);
         c->clogin = NULL;

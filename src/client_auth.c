@@ -237,8 +237,11 @@ bool client_start_auth(struct pgsock *c)
     int method;
 
     cl->is_admin = admin_is_admin_db(cl->dbname);
-    if (!cl->is_admin)
+    if (!cl->is_admin && !cl->db) {
         cl->db = db_find_or_auto(cl->dbname);
+        if (cl->db)
+            db_login_ref(cl->db); /* let go in client_login_free() */
+    }
     if (cl->is_admin) {
         /* no database object: admin_login() decides after authentication */
     } else if (!cl->db || cl->db->dead) {

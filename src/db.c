@@ -236,6 +236,37 @@ struct database *db_find_or_auto(const char *name)
     return db;
 }
 
+void db_login_ref(struct database *db)
+{
+    db->logins++;
+}
+
+void db_login_unref(struct database *db)
+{
+    if (--db->logins > 0 || !db->is_autodb || db->disabled || db->paused || db->resolving)
+        return;
+    struct list *pi;
+    for (pi = G.pools.next; pi != &G.pools; pi = pi->next)
+        if (container_of(pi, struct pool, head)->db == db)
+            return;
+    list_del(&db->head);
+    free(db->host);
+    free(db->dbname);
+    free(db->forced_user);
+    if (db->forced_password)
+        OPENSSL_cleanse(db->forced_password, strlen(db->forced_password));
+    free(db->forced_password);
+    free(db->connect_query);
+    free(db->auth_user);
+    free(db->auth_query);
+    free(db->auth_dbname);
+    free(db->client_encoding);
+    free(db->datestyle);
+    free(db->timezone);
+    free(db->application_name);
+    free(db);
+}
+
 const char *db_server_secret(const struct pool *p, const struct login_keys **keys)
 {
     const struct database *db = p->db;

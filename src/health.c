@@ -61,7 +61,7 @@ enum probe_state {
     PROBE_DOWN,
 };
 
-/* Probe state of one database (databases are never freed, so the pointer stays valid). */
+/* Probe state of one database (a database with a pool is never freed: the pointer stays valid). */
 struct db_probe {
     ev_io io; /* the TCP probe's connect, while fd >= 0 */
     int fd;   /* owned; -1 when no probe is in flight */

@@ -11,7 +11,7 @@ import time
 import psycopg2
 import pytest
 
-from pgmux_helpers import DBNAME, wait_until
+from pgmux_helpers import DBNAME, PgError, wait_until
 
 
 @pytest.fixture
@@ -140,6 +140,28 @@ def test_fallback_database(pgmux_factory, pg):
     with pytest.raises(psycopg2.OperationalError):
         c = m.connect(dbname="db_that_does_not_exist_anywhere")
         c.cursor().execute("SELECT 1")
+
+
+def test_failed_logins_to_fallback_names_leave_nothing(pgmux_factory, pg):
+    """With `*`, every database name in a startup packet makes a database entry for the
+    login. Logins that fail (here: a wrong password, before any server connection) must not
+    leave their entries behind, or anyone could grow pgmux without bound; a successful
+    login keeps its entry."""
+    m = pgmux_factory(databases={"*": "host=127.0.0.1 port=%d" % pg.port},
+                      settings={"admin_users": "testuser"})
+
+    def databases():
+        out = m.psql("SHOW DATABASES", dbname="pgbouncer")
+        return sorted(line.split("|")[0] for line in out.splitlines())
+    before = databases()
+    for i in range(40):
+        r = m.raw()
+        with pytest.raises(PgError):
+            r.login(password="wrong", database="junk_%d" % i)
+        r.close()
+    assert m.psql("SELECT current_database()", dbname="postgres") == "postgres"
+    wait_until(lambda: databases() == sorted(set(before) | {"postgres"}), 5)
+    assert m.alive()
 
 
 def test_database_alias(pgmux_factory, pg):
