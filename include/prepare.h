@@ -14,6 +14,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Server-side names of shared statements: PGMUX_<id>. Clients may not use the prefix. */
+#define PS_SERVER_PREFIX "PGMUX_"
+
 struct pgsock;
 
 struct ps_entry {

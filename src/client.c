@@ -536,6 +536,20 @@ static bool ps_active(const struct pgsock *c)
     return G.cfg->max_prepared_statements > 0 && pool_mode(c->pool) != POOL_SESSION;
 }
 
+/*
+ * Names of the form pgmux gives its shared statements on servers are not for
+ * clients: a Close, Bind or Describe passed through under such a name would
+ * reach a statement other clients use. True when c was closed for it.
+ */
+static bool ps_reserved_name(struct pgsock *c, const char *name)
+{
+    if (strncmp(name, PS_SERVER_PREFIX, strlen(PS_SERVER_PREFIX)) != 0)
+        return false;
+    client_disconnect(c, "08P01", "prepared statement names starting with %s are reserved "
+                                  "by pgmux", PS_SERVER_PREFIX);
+    return true;
+}
+
 static bool ps_inject_msg(struct pgsock *c, uint8_t type, const char *name, uint8_t kind,
                           const uint8_t *body, uint32_t body_len)
 {
@@ -601,7 +615,10 @@ static enum sbuf_result client_ps_parse(struct pgsock *c, struct pgsock *s, stru
     if (!hdr->complete)
         return SBUF_NEED_MORE;
     reader_init(&r, hdr->data + 5, hdr->len);
-    if (!reader_get_cstring(&r, &name) || name[0] == 0) {
+    bool named = reader_get_cstring(&r, &name) && name[0];
+    if (named && ps_reserved_name(c, name))
+        return SBUF_CLOSED;
+    if (!named) {
         /* Unnamed (or malformed: PostgreSQL will say so): passes through. */
         if (!ps_queue_push(s, PSQ_PARSE, false, NULL))
             return ps_fail(c);
@@ -647,6 +664,8 @@ static enum sbuf_result client_ps_bind(struct pgsock *c, struct pgsock *s, struc
         sbuf_forward(&c->sbuf, hdr->total); /* malformed: PostgreSQL will say so */
         return SBUF_OK;
     }
+    if (ps_reserved_name(c, stmt))
+        return SBUF_CLOSED;
     struct ps_entry *e = stmt[0] ? ps_client_get(c, stmt) : NULL;
     if (!e) {
         /* Unnamed, or unknown: PostgreSQL answers with its own error. */
@@ -692,8 +711,11 @@ static enum sbuf_result client_ps_describe(struct pgsock *c, struct pgsock *s,
         return SBUF_NEED_MORE;
     reader_init(&r, hdr->data + 5, hdr->len);
     struct ps_entry *e = NULL;
-    if (reader_get_u8(&r, &kind) && kind == 'S' && reader_get_cstring(&r, &name) && name[0])
+    if (reader_get_u8(&r, &kind) && kind == 'S' && reader_get_cstring(&r, &name) && name[0]) {
+        if (ps_reserved_name(c, name))
+            return SBUF_CLOSED;
         e = ps_client_get(c, name);
+    }
     if (!e) {
         sbuf_forward(&c->sbuf, hdr->total);
         return SBUF_OK;
@@ -715,8 +737,11 @@ static enum sbuf_result client_ps_close(struct pgsock *c, struct pgsock *s, stru
     if (!hdr->complete)
         return SBUF_NEED_MORE;
     reader_init(&r, hdr->data + 5, hdr->len);
-    if (reader_get_u8(&r, &kind) && kind == 'S' && reader_get_cstring(&r, &name) && name[0])
+    if (reader_get_u8(&r, &kind) && kind == 'S' && reader_get_cstring(&r, &name) && name[0]) {
+        if (ps_reserved_name(c, name))
+            return SBUF_CLOSED;
         ps_client_remove(c, name);
+    }
     if (!ps_queue_push(s, PSQ_CLOSE, false, NULL))
         return ps_fail(c);
     sbuf_forward(&c->sbuf, hdr->total);

@@ -111,7 +111,7 @@ struct ps_entry *ps_entry_get(const uint8_t *body, uint32_t len)
     e->refcnt = 1;
     e->body_len = len;
     memcpy(e->body, body, len);
-    snprintf(e->name, sizeof(e->name), "PGMUX_%llu", (unsigned long long)e->id);
+    snprintf(e->name, sizeof(e->name), PS_SERVER_PREFIX "%llu", (unsigned long long)e->id);
     e->hnext = entries[h & (entries_n - 1)];
     entries[h & (entries_n - 1)] = e;
     entries_count++;

@@ -340,3 +340,27 @@ def test_named_parse_skipped_after_error_is_forgotten(pgmux_factory):
     assert _errors(_read_until_z(a)) == ["26000"]
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize("msg", ["parse", "bind", "describe", "close"])
+def test_reserved_statement_names_refused(pgmux_factory, msg):
+    """PGMUX_<n> is how pgmux names shared statements on servers: a client message naming
+    one would reach a statement other clients use, so it ends that client's connection."""
+    m = pgmux_factory(pool_mode="transaction")
+    a = m.raw()
+    a.login()
+    a.send(_parse("mine", "SELECT 1") + SYNC)
+    _read_until_z(a)
+    bad = {"parse": _parse("PGMUX_1", "SELECT 2"), "bind": _bind("", "PGMUX_1"),
+           "describe": _describe(b"S", "PGMUX_1"), "close": _close(b"S", "PGMUX_1")}[msg]
+    a.send(bad + SYNC)
+    msgs, how = a.collect(timeout=5)
+    errs = [parse_error_fields(b) for t, b in msgs if t == b"E"]
+    assert how == "closed" and errs and "reserved by pgmux" in errs[0]["M"], (msgs, how)
+    a.close()
+    # others are unaffected
+    b = m.raw()
+    b.login()
+    b.send(_parse("x", "SELECT 1") + _bind("", "x") + _execute("") + SYNC)
+    assert _datarows(_read_until_z(b)) == [("1",)]
+    b.close()
