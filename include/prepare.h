@@ -33,13 +33,18 @@ struct ps_entry {
 struct ps_entry *ps_entry_get(const uint8_t *body, uint32_t len);
 void ps_entry_put(struct ps_entry *e);
 
-/* Client map: its statement names. */
-bool ps_client_set(struct pgsock *c, const char *name, struct ps_entry *e);
+/*
+ * Client map: its statement names. ps_client_set returns the name's
+ * generation (new on every set, 0 = out of memory), which the queue item of
+ * its Parse keeps, so a failed Parse forgets that name only, and only if it
+ * was not set again since.
+ */
+uint64_t ps_client_set(struct pgsock *c, const char *name, struct ps_entry *e);
 struct ps_entry *ps_client_get(const struct pgsock *c, const char *name);
 void ps_client_remove(struct pgsock *c, const char *name);
 void ps_client_clear(struct pgsock *c);
-/* Forget every name of this client that maps to e (its Parse failed). */
-void ps_client_remove_entry(struct pgsock *c, const struct ps_entry *e);
+/* Forget the name set with generation gen, if it still has it (its Parse failed). */
+void ps_client_forget(struct pgsock *c, uint64_t gen);
 int ps_client_count(const struct pgsock *c);
 
 /* Server cache: which entries are prepared on it (LRU). */
@@ -61,9 +66,12 @@ enum ps_q_type {
     PSQ_QUERY = 'Q',
     PSQ_FUNC = 'F',
 };
-bool ps_queue_push(struct pgsock *s, uint8_t type, bool skip, struct ps_entry *e);
+/* name_gen: for a client's own Parse, the generation of its name; else 0. */
+bool ps_queue_push(struct pgsock *s, uint8_t type, bool skip, struct ps_entry *e,
+                   uint64_t name_gen);
 /* Pop the front if it has this type; *skip tells whether its answer is ours. */
-bool ps_queue_pop(struct pgsock *s, uint8_t type, bool *skip, struct ps_entry **e);
+bool ps_queue_pop(struct pgsock *s, uint8_t type, bool *skip, struct ps_entry **e,
+                  uint64_t *name_gen);
 uint8_t ps_queue_front(const struct pgsock *s); /* 0 when empty */
 bool ps_queue_empty(const struct pgsock *s);
 void ps_queue_clear(struct pgsock *s);

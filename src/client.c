@@ -579,7 +579,7 @@ static bool ps_make_room(struct pgsock *c, struct pgsock *s)
     if (!victim)
         return true;
     if (!ps_inject_msg(c, PqMsg_Close, victim->name, 'S', NULL, 0) ||
-        !ps_queue_push(s, PSQ_CLOSE, true, NULL))
+        !ps_queue_push(s, PSQ_CLOSE, true, NULL, 0))
         return false;
     ps_server_remove(s, victim);
     return true;
@@ -591,12 +591,14 @@ static bool ps_make_room(struct pgsock *c, struct pgsock *s)
  * PostgreSQL skips messages, so whether a skipped Parse or Close ran cannot
  * be known, and "prepare whatever is there again" is always right.
  */
-static bool ps_inject_parse(struct pgsock *c, struct pgsock *s, struct ps_entry *e, bool skip)
+/* name_gen: the generation of the client's name when this is its own Parse (skip false). */
+static bool ps_inject_parse(struct pgsock *c, struct pgsock *s, struct ps_entry *e, bool skip,
+                            uint64_t name_gen)
 {
     if (!ps_make_room(c, s) || !ps_inject_msg(c, PqMsg_Close, e->name, 'S', NULL, 0) ||
-        !ps_queue_push(s, PSQ_CLOSE, true, NULL) ||
+        !ps_queue_push(s, PSQ_CLOSE, true, NULL, 0) ||
         !ps_inject_msg(c, PqMsg_Parse, e->name, 0, e->body, e->body_len) ||
-        !ps_queue_push(s, PSQ_PARSE, skip, e) || !ps_server_add(s, e))
+        !ps_queue_push(s, PSQ_PARSE, skip, e, name_gen) || !ps_server_add(s, e))
         return false;
     c->pool->stats.server_parse_count++;
     return true;
@@ -620,7 +622,7 @@ static enum sbuf_result client_ps_parse(struct pgsock *c, struct pgsock *s, stru
         return SBUF_CLOSED;
     if (!named) {
         /* Unnamed (or malformed: PostgreSQL will say so): passes through. */
-        if (!ps_queue_push(s, PSQ_PARSE, false, NULL))
+        if (!ps_queue_push(s, PSQ_PARSE, false, NULL, 0))
             return ps_fail(c);
         sbuf_forward(&c->sbuf, hdr->total);
         return SBUF_OK;
@@ -632,9 +634,9 @@ static enum sbuf_result client_ps_parse(struct pgsock *c, struct pgsock *s, stru
         /* PostgreSQL refuses to prepare a name twice (42P05) and keeps the
          * first statement. Let it say so: Parse the existing entry under its
          * server name where it is known to exist; the answer is the client's. */
-        if ((!ps_server_has(s, old) && !ps_inject_parse(c, s, old, true)) ||
+        if ((!ps_server_has(s, old) && !ps_inject_parse(c, s, old, true, 0)) ||
             !ps_inject_msg(c, PqMsg_Parse, old->name, 0, old->body, old->body_len) ||
-            !ps_queue_push(s, PSQ_PARSE, false, NULL))
+            !ps_queue_push(s, PSQ_PARSE, false, NULL, 0))
             return ps_fail(c);
         sbuf_skip(&c->sbuf, hdr->total);
         return SBUF_OK;
@@ -644,7 +646,8 @@ static enum sbuf_result client_ps_parse(struct pgsock *c, struct pgsock *s, stru
         return ps_fail(c);
     /* Even when the server has it (maybe from another client), Close + Parse
      * gives this client its own ParseComplete without a "already exists". */
-    bool ok = ps_client_set(c, name, e) && ps_inject_parse(c, s, e, false);
+    uint64_t gen = ps_client_set(c, name, e);
+    bool ok = gen && ps_inject_parse(c, s, e, false, gen);
     ps_entry_put(e);
     if (!ok)
         return ps_fail(c);
@@ -674,7 +677,7 @@ static enum sbuf_result client_ps_bind(struct pgsock *c, struct pgsock *s, struc
     }
     if (!sbuf_inject_ready(&c->sbuf))
         return c->sbuf.closed ? SBUF_CLOSED : SBUF_RETRY;
-    if (!ps_server_has(s, e) && !ps_inject_parse(c, s, e, true))
+    if (!ps_server_has(s, e) && !ps_inject_parse(c, s, e, true, 0))
         return ps_fail(c);
 
     uint32_t old_prefix = (uint32_t)(r.pos - hdr->data);
@@ -722,7 +725,7 @@ static enum sbuf_result client_ps_describe(struct pgsock *c, struct pgsock *s,
     }
     if (!sbuf_inject_ready(&c->sbuf))
         return c->sbuf.closed ? SBUF_CLOSED : SBUF_RETRY;
-    if ((!ps_server_has(s, e) && !ps_inject_parse(c, s, e, true)) ||
+    if ((!ps_server_has(s, e) && !ps_inject_parse(c, s, e, true, 0)) ||
         !ps_inject_msg(c, PqMsg_Describe, e->name, 'S', NULL, 0))
         return ps_fail(c);
     sbuf_skip(&c->sbuf, hdr->total);
@@ -742,7 +745,7 @@ static enum sbuf_result client_ps_close(struct pgsock *c, struct pgsock *s, stru
             return SBUF_CLOSED;
         ps_client_remove(c, name);
     }
-    if (!ps_queue_push(s, PSQ_CLOSE, false, NULL))
+    if (!ps_queue_push(s, PSQ_CLOSE, false, NULL, 0))
         return ps_fail(c);
     sbuf_forward(&c->sbuf, hdr->total);
     return SBUF_OK;
@@ -847,7 +850,7 @@ static enum sbuf_result client_active_pkt(struct pgsock *c, struct pkt_hdr *hdr)
         case PqMsg_FunctionCall:
             /* Sync inside COPY IN is ignored by PostgreSQL: no answer to expect. */
             if ((hdr->type != PqMsg_Sync || !s->copy_in) &&
-                !ps_queue_push(s, hdr->type, false, NULL))
+                !ps_queue_push(s, hdr->type, false, NULL, 0))
                 return ps_fail(c);
             done = false;
             break;

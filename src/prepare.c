@@ -22,6 +22,7 @@
 struct ps_cname {
     struct ps_cname *next;
     struct ps_entry *e;
+    uint64_t gen; /* set anew by each Parse of the name */
     char name[];
 };
 
@@ -37,6 +38,7 @@ struct ps_qitem {
     uint8_t type;
     uint8_t skip;
     struct ps_entry *e;
+    uint64_t name_gen; /* a client's own Parse: the generation of its name */
 };
 
 struct ps_state {
@@ -55,6 +57,7 @@ struct ps_state {
 static struct ps_entry **entries;
 static uint32_t entries_n, entries_count;
 static uint64_t next_id;
+static uint64_t next_name_gen;
 
 static uint32_t hash_bytes(const void *p, size_t n)
 {
@@ -172,32 +175,34 @@ static bool cmap_grow(struct ps_state *st)
     return true;
 }
 
-bool ps_client_set(struct pgsock *c, const char *name, struct ps_entry *e)
+uint64_t ps_client_set(struct pgsock *c, const char *name, struct ps_entry *e)
 {
     struct ps_state *st = state_of(c, true);
     if (!st)
-        return false;
+        return 0;
     if ((uint32_t)st->c_count + 1 > st->cb_n && !cmap_grow(st))
-        return false;
+        return 0;
     struct ps_cname **pp = cname_slot(st, name);
     if (*pp) {
         /* The driver reused a name without closing it: the new text wins. */
         e->refcnt++;
         ps_entry_put((*pp)->e);
         (*pp)->e = e;
-        return true;
+        (*pp)->gen = ++next_name_gen;
+        return (*pp)->gen;
     }
     size_t n = strlen(name);
     struct ps_cname *cn = malloc(sizeof(*cn) + n + 1);
     if (!cn)
-        return false;
+        return 0;
     memcpy(cn->name, name, n + 1);
     cn->e = e;
+    cn->gen = ++next_name_gen;
     e->refcnt++;
     cn->next = NULL;
     *pp = cn;
     st->c_count++;
-    return true;
+    return cn->gen;
 }
 
 struct ps_entry *ps_client_get(const struct pgsock *c, const char *name)
@@ -242,22 +247,20 @@ void ps_client_clear(struct pgsock *c)
     st->c_count = 0;
 }
 
-void ps_client_remove_entry(struct pgsock *c, const struct ps_entry *e)
+void ps_client_forget(struct pgsock *c, uint64_t gen)
 {
     struct ps_state *st = c->ps;
-    if (!st)
+    if (!st || !gen)
         return;
     for (uint32_t i = 0; i < st->cb_n; i++) {
-        struct ps_cname **pp = &st->cb[i];
-        while (*pp) {
+        for (struct ps_cname **pp = &st->cb[i]; *pp; pp = &(*pp)->next) {
             struct ps_cname *cn = *pp;
-            if (cn->e == e) {
+            if (cn->gen == gen) {
                 *pp = cn->next;
                 ps_entry_put(cn->e);
                 free(cn);
                 st->c_count--;
-            } else {
-                pp = &cn->next;
+                return;
             }
         }
     }
@@ -403,7 +406,8 @@ int ps_server_count(const struct pgsock *s)
 
 /*==== Request queue ====*/
 
-bool ps_queue_push(struct pgsock *s, uint8_t type, bool skip, struct ps_entry *e)
+bool ps_queue_push(struct pgsock *s, uint8_t type, bool skip, struct ps_entry *e,
+                   uint64_t name_gen)
 {
     struct ps_state *st = state_of(s, true);
     if (!st)
@@ -426,6 +430,7 @@ bool ps_queue_push(struct pgsock *s, uint8_t type, bool skip, struct ps_entry *e
     it->type = type;
     it->skip = skip;
     it->e = e;
+    it->name_gen = name_gen;
     if (e)
         e->refcnt++;
     st->q_len++;
@@ -440,13 +445,16 @@ uint8_t ps_queue_front(const struct pgsock *s)
     return st->q[st->q_head].type;
 }
 
-bool ps_queue_pop(struct pgsock *s, uint8_t type, bool *skip, struct ps_entry **e)
+bool ps_queue_pop(struct pgsock *s, uint8_t type, bool *skip, struct ps_entry **e,
+                  uint64_t *name_gen)
 {
     struct ps_state *st = s->ps;
     if (!st || !st->q_len || st->q[st->q_head].type != type)
         return false;
     struct ps_qitem *it = &st->q[st->q_head];
     *skip = it->skip;
+    if (name_gen)
+        *name_gen = it->name_gen;
     if (e)
         *e = it->e; /* the caller takes over the reference */
     else

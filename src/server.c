@@ -719,19 +719,21 @@ static void server_ps_drop_skipped(struct pgsock *s)
 {
     bool skip;
     struct ps_entry *e;
+    uint64_t gen;
     for (;;) {
         uint8_t front = ps_queue_front(s);
         if (front != PSQ_PARSE && front != PSQ_CLOSE)
             break;
         e = NULL;
-        ps_queue_pop(s, front, &skip, &e);
+        ps_queue_pop(s, front, &skip, &e, &gen);
         if (e) {
             ps_server_remove(s, e);
-            /* The client's own Parse failed: like PostgreSQL, the name does
-             * not exist afterwards. (A Parse pgmux slipped in failing leaves
-             * the client's statement in place, as a plan would stay.) */
+            /* The client's own Parse failed: like PostgreSQL, the name it
+             * defined does not exist afterwards. (A Parse pgmux slipped in
+             * failing leaves the client's statement in place, as a plan
+             * would stay.) */
             if (!skip && s->link)
-                ps_client_remove_entry(s->link, e);
+                ps_client_forget(s->link, gen);
             ps_entry_put(e);
         }
     }
@@ -744,13 +746,13 @@ static enum sbuf_result server_ps_pkt(struct pgsock *s, struct pkt_hdr *hdr, boo
     *handled = false;
     switch (hdr->type) {
     case PqMsg_ParseComplete:
-        if (ps_queue_pop(s, PSQ_PARSE, &skip, &e) && e) {
+        if (ps_queue_pop(s, PSQ_PARSE, &skip, &e, NULL) && e) {
             ps_server_confirm(s, e);
             ps_entry_put(e);
         }
         break;
     case PqMsg_CloseComplete:
-        ps_queue_pop(s, PSQ_CLOSE, &skip, NULL);
+        ps_queue_pop(s, PSQ_CLOSE, &skip, NULL, NULL);
         break;
     case PqMsg_ErrorResponse:
         server_ps_drop_skipped(s);
@@ -762,7 +764,7 @@ static enum sbuf_result server_ps_pkt(struct pgsock *s, struct pkt_hdr *hdr, boo
         server_ps_drop_skipped(s); /* queued after an error, before the Sync */
         uint8_t front = ps_queue_front(s);
         if (front == PSQ_SYNC || front == PSQ_QUERY || front == PSQ_FUNC)
-            ps_queue_pop(s, front, &skip, NULL);
+            ps_queue_pop(s, front, &skip, NULL, NULL);
         skip = false;
         break;
     }

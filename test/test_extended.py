@@ -364,3 +364,21 @@ def test_reserved_statement_names_refused(pgmux_factory, msg):
     b.send(_parse("x", "SELECT 1") + _bind("", "x") + _execute("") + SYNC)
     assert _datarows(_read_until_z(b)) == [("1",)]
     b.close()
+
+
+def test_skipped_parse_forgets_only_its_own_name(pgmux_factory):
+    """Two names for one text: a Parse of the second one that PostgreSQL skips (an error came
+    first) forgets that name only; the first still works."""
+    m = pgmux_factory(pool_mode="transaction", settings={"default_pool_size": 1})
+    a = m.raw()
+    a.login()
+    a.send(_parse("a", "SELECT 1") + SYNC)
+    assert _errors(_read_until_z(a)) == []
+    a.send(_bind("", "nosuch") + _parse("b", "SELECT 1") + SYNC)
+    assert _errors(_read_until_z(a)) == ["26000"]
+    a.send(_bind("", "a") + _execute("") + SYNC)
+    msgs = _read_until_z(a)
+    assert _errors(msgs) == [] and _datarows(msgs) == [("1",)], msgs
+    a.send(_bind("", "b") + _execute("") + SYNC)
+    assert _errors(_read_until_z(a)) == ["26000"]
+    a.close()
