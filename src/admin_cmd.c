@@ -954,7 +954,13 @@ static int suspend_list(struct statlist *l, bool force)
     struct list *item, *tmp;
     statlist_foreach_safe(item, tmp, l)
     {
-        busy += suspend_sock(container_of(item, struct pgsock, head), force);
+        struct pgsock *s = container_of(item, struct pgsock, head);
+        /* The Unix socket stays open during SUSPEND so that an operator can
+         * log in and RESUME: logins there go on (a client that then joins a
+         * pool is suspended with the others). */
+        if (l == &G.login_clients && s->is_unix)
+            continue;
+        busy += suspend_sock(s, force);
     }
     return busy;
 }

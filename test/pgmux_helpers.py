@@ -318,8 +318,13 @@ class RawClient:
     """A minimal PostgreSQL v3 client on a raw socket, for hostile and low-level tests."""
 
     def __init__(self, port, host="127.0.0.1", timeout=10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if host.startswith("/"):  # a Unix socket directory, as libpq takes it
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(os.path.join(host, ".s.PGSQL.%d" % port))
+        else:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.params = {}
         self.backend_key = None
@@ -425,11 +430,13 @@ class RawClient:
         params.update(extra)
         self.send(self.startup_packet(params))
 
-    def login(self, user="testuser", password=None, database=DBNAME, **extra):
-        """Startup + auth; returns when ReadyForQuery arrives. Raises PgError on ErrorResponse."""
+    def login(self, user="testuser", password=None, database=DBNAME, hold=0.0, **extra):
+        """Startup + auth; returns when ReadyForQuery arrives. Raises PgError on ErrorResponse.
+        hold: seconds to wait before answering the first authentication request."""
         if password is None:
             password = USERS.get(user, "")
         self.startup(user, database, **extra)
+        first = True
         scram = None
         while True:
             t, body = self.read_msg()
@@ -437,7 +444,10 @@ class RawClient:
                 (code,) = struct.unpack("!i", body[:4])
                 if code == 0:
                     continue
-                elif code == 3:
+                if first and hold:
+                    time.sleep(hold)
+                first = False
+                if code == 3:
                     self.send(self.msg(b"p", password.encode() + b"\0"))
                 elif code == 5:
                     salt = body[4:8]

@@ -601,6 +601,23 @@ def test_suspend_and_resume(mux):
     assert fut.result(10) == (12,)
 
 
+def test_admin_login_on_unix_socket_during_suspend(mux):
+    """During SUSPEND the Unix socket stays open so an operator can get in: a password login
+    to the console there goes through (it is not suspended half-way) and can RESUME."""
+    c = mux.connect(autocommit=True)
+    c.cursor().execute("SELECT 1")
+    a = admin_connect(mux)
+    run(a, "SUSPEND")
+    # the login waits at its password step while the janitor's suspend step runs
+    r = RawClient(mux.port, host=mux.sockdir, timeout=5)
+    r.login(ADMIN, password=ADMIN_PW, database="pgbouncer", hold=2.5)
+    assert r.query("RESUME") == []
+    r.close()
+    fut = query_in_thread(c, "SELECT 13")
+    assert fut.result(10) == (13,)
+    a.close()
+
+
 def test_shutdown_during_suspend_exits_at_once(mux):
     """SIGTERM (shutdown when all clients are gone) during SUSPEND: suspended clients are
     never read again, so waiting for them could never end; pgmux exits at once, as
