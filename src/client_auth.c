@@ -288,6 +288,11 @@ void client_authq_done(struct pgsock *c, const char *secret)
 {
     struct client_login *cl = c->clogin;
     cl->aq = NULL;
+    if (cl->db->dead) {
+        /* A reload removed the database while the lookup ran. */
+        client_disconnect(c, "08P01", "database removed");
+        return;
+    }
     if (secret && strlen(secret) < sizeof(cl->secret)) {
         strcpy(cl->secret, secret);
         cl->user_known = true;
