@@ -43,6 +43,11 @@ uint64_t ps_client_set(struct pgsock *c, const char *name, struct ps_entry *e);
 struct ps_entry *ps_client_get(const struct pgsock *c, const char *name);
 void ps_client_remove(struct pgsock *c, const char *name);
 void ps_client_clear(struct pgsock *c);
+/*
+ * DISCARD ALL / DEALLOCATE ALL ran on s: forget every name of c except those
+ * whose Parse is still queued on s (it came later in the same pipeline).
+ */
+void ps_client_clear_answered(struct pgsock *c, const struct pgsock *s);
 /* Forget the name set with generation gen, if it still has it (its Parse failed). */
 void ps_client_forget(struct pgsock *c, uint64_t gen);
 int ps_client_count(const struct pgsock *c);

@@ -247,6 +247,38 @@ void ps_client_clear(struct pgsock *c)
     st->c_count = 0;
 }
 
+/* Is a Parse that defined the name of generation gen still waiting for its answer on s? */
+static bool queued_parse(const struct ps_state *sst, uint64_t gen)
+{
+    for (uint32_t i = 0; sst && i < sst->q_len; i++) {
+        const struct ps_qitem *it = &sst->q[(sst->q_head + i) % sst->q_cap];
+        if (it->type == PSQ_PARSE && it->name_gen == gen)
+            return true;
+    }
+    return false;
+}
+
+void ps_client_clear_answered(struct pgsock *c, const struct pgsock *s)
+{
+    struct ps_state *st = c->ps;
+    if (!st)
+        return;
+    for (uint32_t i = 0; i < st->cb_n; i++) {
+        struct ps_cname **pp = &st->cb[i];
+        while (*pp) {
+            struct ps_cname *cn = *pp;
+            if (queued_parse(s->ps, cn->gen)) {
+                pp = &cn->next;
+                continue;
+            }
+            *pp = cn->next;
+            ps_entry_put(cn->e);
+            free(cn);
+            st->c_count--;
+        }
+    }
+}
+
 void ps_client_forget(struct pgsock *c, uint64_t gen)
 {
     struct ps_state *st = c->ps;

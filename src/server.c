@@ -778,7 +778,7 @@ static enum sbuf_result server_ps_pkt(struct pgsock *s, struct pkt_hdr *hdr, boo
             (strcmp(tag, "DISCARD ALL") == 0 || strcmp(tag, "DEALLOCATE ALL") == 0)) {
             ps_server_clear(s);
             if (s->link)
-                ps_client_clear(s->link);
+                ps_client_clear_answered(s->link, s);
         }
         break;
     }

@@ -382,3 +382,23 @@ def test_skipped_parse_forgets_only_its_own_name(pgmux_factory):
     a.send(_bind("", "b") + _execute("") + SYNC)
     assert _errors(_read_until_z(a)) == ["26000"]
     a.close()
+
+
+def test_deallocate_all_keeps_names_prepared_after_it(pgmux_factory):
+    """DEALLOCATE ALL and a Parse after it in one pipeline: PostgreSQL has the later statement,
+    so the client's name for it must survive the DEALLOCATE ALL's CommandComplete."""
+    m = pgmux_factory(pool_mode="transaction")
+    a = m.raw()
+    a.login()
+    a.send(_parse("old", "SELECT 0") + SYNC)
+    assert _errors(_read_until_z(a)) == []
+    a.send(_parse("", "DEALLOCATE ALL") + _bind("", "") + _execute("")
+           + _parse("s1", "SELECT 1") + _bind("", "s1") + _execute("") + SYNC)
+    msgs = _read_until_z(a)
+    assert _errors(msgs) == [] and _datarows(msgs) == [("1",)], msgs
+    a.send(_bind("", "s1") + _execute("") + SYNC)
+    msgs = _read_until_z(a)
+    assert _errors(msgs) == [] and _datarows(msgs) == [("1",)], msgs
+    a.send(_bind("", "old") + _execute("") + SYNC)
+    assert _errors(_read_until_z(a)) == ["26000"]
+    a.close()
