@@ -726,7 +726,12 @@ static void server_ps_drop_skipped(struct pgsock *s)
             break;
         e = NULL;
         ps_queue_pop(s, front, &skip, &e, &gen);
-        if (e) {
+        if (e && front == PSQ_CLOSE) {
+            /* An eviction's Close never ran: the statement stays prepared there. */
+            if (ps_server_add(s, e))
+                ps_server_confirm(s, e);
+            ps_entry_put(e);
+        } else if (e) {
             ps_server_remove(s, e);
             /* The client's own Parse failed: like PostgreSQL, the name it
              * defined does not exist afterwards. (A Parse pgmux slipped in

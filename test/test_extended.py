@@ -402,3 +402,24 @@ def test_deallocate_all_keeps_names_prepared_after_it(pgmux_factory):
     a.send(_bind("", "old") + _execute("") + SYNC)
     assert _errors(_read_until_z(a)) == ["26000"]
     a.close()
+
+
+def test_statements_on_server_stay_bounded_after_errors(pgmux_factory):
+    """max_prepared_statements bounds what a server connection holds even when errors make
+    PostgreSQL skip the Close that evicted a statement: the statement is still there, so it
+    stays counted and is closed later."""
+    m = pgmux_factory(pool_mode="transaction", settings={"default_pool_size": 1,
+                                                         "max_prepared_statements": 2})
+    a = m.raw()
+    a.login()
+    for i in range(8):
+        # an error first, so the eviction's Close (and this Parse) are skipped
+        a.send(_bind("", "nosuch") + _parse("e%d" % i, "SELECT %d" % (100 + i)) + SYNC)
+        assert _errors(_read_until_z(a)) == ["26000"]
+        a.send(_parse("ok%d" % i, "SELECT %d" % i) + _bind("", "ok%d" % i) + _execute("")
+               + SYNC)
+        msgs = _read_until_z(a)
+        assert _errors(msgs) == [] and _datarows(msgs) == [(str(i),)], msgs
+    held = a.query("SELECT count(*) FROM pg_prepared_statements")
+    assert int(held[0][0]) <= 2, held
+    a.close()
