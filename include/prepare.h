@@ -54,6 +54,8 @@ int ps_client_count(const struct pgsock *c);
 
 /* Server cache: which entries are prepared on it (LRU). */
 bool ps_server_has(struct pgsock *s, struct ps_entry *e); /* and marks it recently used */
+/* Its ParseComplete came: e is prepared on s for sure. */
+bool ps_server_confirmed(const struct pgsock *s, struct ps_entry *e);
 /* Note a Parse of e just sent to s; ps_server_confirm() when its ParseComplete came. */
 bool ps_server_add(struct pgsock *s, struct ps_entry *e);
 void ps_server_confirm(struct pgsock *s, struct ps_entry *e);

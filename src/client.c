@@ -578,10 +578,12 @@ static bool ps_make_room(struct pgsock *c, struct pgsock *s)
     struct ps_entry *victim = ps_server_victim(s, G.cfg->max_prepared_statements);
     if (!victim)
         return true;
-    /* The queue item keeps the victim: if an earlier error makes PostgreSQL
-     * skip this Close, the statement is still there and is tracked again. */
+    /* The queue item keeps a victim known to be prepared there: if an earlier
+     * error makes PostgreSQL skip this Close, the statement is still there and
+     * is tracked again. (One whose Parse is still unanswered is in doubt, and
+     * is closed again before any later Parse of it anyway.) */
     if (!ps_inject_msg(c, PqMsg_Close, victim->name, 'S', NULL, 0) ||
-        !ps_queue_push(s, PSQ_CLOSE, true, victim, 0))
+        !ps_queue_push(s, PSQ_CLOSE, true, ps_server_confirmed(s, victim) ? victim : NULL, 0))
         return false;
     ps_server_remove(s, victim);
     return true;

@@ -335,6 +335,15 @@ static bool smap_grow(struct ps_state *st)
     return true;
 }
 
+bool ps_server_confirmed(const struct pgsock *s, struct ps_entry *e)
+{
+    struct ps_state *st = s->ps;
+    if (!st || !st->sb_n)
+        return false;
+    const struct ps_snode *n = *snode_slot(st, e);
+    return n && n->present;
+}
+
 bool ps_server_has(struct pgsock *s, struct ps_entry *e)
 {
     struct ps_state *st = s->ps;
