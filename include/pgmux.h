@@ -206,7 +206,6 @@ struct pool {
     bool last_login_ok;
     double next_connect;     /* no new server connection before this (backoff) */
     double backoff;          /* current retry delay after a failed connect */
-    double last_lifetime_close;
     char last_error[256];    /* last server login error, for logs and health */
     char last_sqlstate[6];
     bool last_error_fatal_auth; /* the server refused the credentials */

@@ -39,7 +39,7 @@ bool pool_find_server(struct pgsock *client);
 /* A server finished its transaction (or its client left cleanly): unlink and reuse. */
 void pool_release_server(struct pgsock *server);
 
-/* server_lifetime (the database's, else the global one) is over for s. */
+/* server_lifetime (the database's, else the global one) is over for s; always when it is 0. */
 bool pool_server_expired(const struct pgsock *s, double now);
 
 /*

@@ -18,6 +18,7 @@
 #include "loop.h"
 #include "pool.h"
 #include "proto.h"
+#include "server.h"
 #include "stats.h"
 
 #include <errno.h>
@@ -90,7 +91,13 @@ void cancel_unregister(struct pgsock *c)
     }
 }
 
-static void cancel_finish(struct cancel_req *req)
+/*
+ * The request is over. unanswered: it timed out after all of it was sent, so
+ * PostgreSQL may still act on it later: the server must then not serve
+ * another client (PgBouncer's rule too): closed now if it waits only for
+ * this cancel, or when its client releases it.
+ */
+static void cancel_finish(struct cancel_req *req, bool unanswered)
 {
     struct cancel_req **pp = &in_flight;
     while (*pp && *pp != req)
@@ -104,8 +111,14 @@ static void cancel_finish(struct cancel_req *req)
     if (s->id == req->server_id && s->state != SV_JUSTFREE && s->state != SV_FREE) {
         if (s->cancel_pending > 0)
             s->cancel_pending--;
-        if (s->cancel_pending == 0 && s->state == SV_BEING_CANCELED)
+        if (unanswered && req->sent == sizeof(req->pkt)) {
+            if (s->state == SV_BEING_CANCELED)
+                server_disconnect(s, "cancel request unanswered");
+            else
+                s->close_needed = true;
+        } else if (s->cancel_pending == 0 && s->state == SV_BEING_CANCELED) {
             pool_server_returned(s);
+        }
     }
     free(req);
 }
@@ -123,7 +136,7 @@ static void cancel_io_cb(struct ev_loop *loop, ev_io *w, int revents)
             if (errno == EAGAIN || errno == EINTR)
                 return;
             log_warning("cancel request could not be sent: %s", strerror(errno));
-            cancel_finish(req);
+            cancel_finish(req, false);
             return;
         }
         req->sent += (uint32_t)n;
@@ -139,7 +152,7 @@ static void cancel_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     ssize_t n = recv(req->fd, buf, sizeof(buf), 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
-    cancel_finish(req);
+    cancel_finish(req, false);
 }
 
 static void cancel_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -151,9 +164,10 @@ static void cancel_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct cancel_req *req = in_flight;
     while (req) {
         struct cancel_req *next = req->next;
-        if (now - req->started > G.cfg->cancel_wait_timeout) {
+        /* 0 turns the limit off, as in PgBouncer. */
+        if (G.cfg->cancel_wait_timeout > 0 && now - req->started > G.cfg->cancel_wait_timeout) {
             log_warning("cancel request timed out after %.0fs", now - req->started);
-            cancel_finish(req);
+            cancel_finish(req, true);
         }
         req = next;
     }

@@ -22,6 +22,7 @@
 #include "server.h"
 #include "stats.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -86,10 +87,11 @@ static void janitor_clients(struct pool *p, double now)
         if (qt > 0 && s->rfq_expected > 0 && now - c->query_start > qt) {
             stats_timeout(p, STATS_TO_QUERY);
             client_disconnect(c, "57014", "query_timeout");
-        } else if (itt > 0 && s->idle_tx && s->rfq_expected == 0 && now - c->request_time > itt) {
+        } else if (itt > 0 && s->idle_tx && s->rfq_expected == 0 &&
+                   now - fmax(c->request_time, s->request_time) > itt) {
             stats_timeout(p, STATS_TO_IDLE_TRANSACTION);
             client_disconnect(c, "25P03", "idle transaction timeout");
-        } else if (tt > 0 && s->idle_tx && now - c->xact_start > tt) {
+        } else if (tt > 0 && s->idle_tx && c->xact_start > 0 && now - c->xact_start > tt) {
             stats_timeout(p, STATS_TO_TRANSACTION);
             client_disconnect(c, "25P04", "transaction timeout");
         }

@@ -415,7 +415,8 @@ bool pool_server_expired(const struct pgsock *s, double now)
 {
     const struct database *db = s->pool->db;
     double lifetime = db->server_lifetime >= 0 ? db->server_lifetime : G.cfg->server_lifetime;
-    return lifetime > 0 && now - s->connect_time > lifetime;
+    /* 0: each connection serves once (PgBouncer's meaning). */
+    return lifetime <= 0 || now - s->connect_time > lifetime;
 }
 
 void pool_release_server(struct pgsock *server)

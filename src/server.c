@@ -802,6 +802,9 @@ static enum sbuf_result server_active_pkt(struct pgsock *s, struct pkt_hdr *hdr)
     struct pgsock *c = s->link;
     struct pool *p = s->pool;
 
+    /* Activity on the server side too: idle_transaction_timeout counts from here. */
+    s->request_time = loop_now();
+
     if (s->ps) {
         bool handled;
         enum sbuf_result res = server_ps_pkt(s, hdr, &handled);
@@ -821,6 +824,8 @@ static enum sbuf_result server_active_pkt(struct pgsock *s, struct pkt_hdr *hdr)
         stats_query_done(p, (uint64_t)((loop_now() - c->query_start) * 1e6));
         if (status == 'I')
             stats_xact_end(c);
+        else if (c->xact_start == 0)
+            c->xact_start = loop_now(); /* a BEGIN pipelined behind the last transaction */
         if (s->rfq_expected == 0 && !s->copy_in && c->ext_since_sync == 0) {
             int mode = pool_mode(p);
             if (mode == POOL_STATEMENT && status != 'I') {

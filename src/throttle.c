@@ -123,7 +123,9 @@ bool throttle_login_gate(struct pgsock *c, bool is_admin)
     if (!e)
         return true;
     int max = G.cfg->max_client_conn_per_addr;
-    if (max > 0 && !is_admin && addrlimit_conns(e) > (unsigned)max) {
+    /* No exemption for the console over TCP: the database name comes before
+     * any password, so anyone could claim it. The Unix socket is not counted. */
+    if (max > 0 && addrlimit_conns(e) > (unsigned)max) {
         char ip[INET6_ADDRSTRLEN];
         n_refused++;
         client_disconnect(c, "53300",

@@ -184,8 +184,13 @@ def test_max_client_conn_per_addr(pgmux_factory):
     other = RawFrom(m.port, "127.0.0.2")
     other.login()
     assert timed_unix_login(m) < 5
-    # The admin console is exempt, as with max_client_conn.
-    admin = psycopg2.connect(host="127.0.0.1", port=m.port, dbname="pgbouncer", user="testuser",
+    # Naming the console database does not get past the limit over TCP (anyone can name it
+    # before giving a password); the Unix socket stays the way in.
+    with pytest.raises(psycopg2.OperationalError) as e:
+        psycopg2.connect(host="127.0.0.1", port=m.port, dbname="pgbouncer", user="testuser",
+                         password=USERS["testuser"])
+    assert "max_client_conn_per_addr" in str(e.value)
+    admin = psycopg2.connect(host=m.sockdir, port=m.port, dbname="pgbouncer", user="testuser",
                              password=USERS["testuser"])
     admin.close()
     # A closed connection frees its place.

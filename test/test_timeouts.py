@@ -230,3 +230,46 @@ def test_timeouts_do_not_fire_when_disabled(pgmux_factory):
     c.close()
 
 
+
+
+def test_idle_transaction_timeout_counts_from_the_last_answer(pgmux_factory):
+    """A statement that runs longer than idle_transaction_timeout inside a transaction is not
+    idle time: the client may send its next statement right after the answer."""
+    m = pgmux_factory(settings={"idle_transaction_timeout": 2})
+    c = m.connect()
+    cur = c.cursor()
+    cur.execute("SELECT pg_sleep(3)")  # psycopg2 opened a transaction first
+    time.sleep(0.5)
+    cur.execute("SELECT 1")
+    assert cur.fetchone() == (1,)
+    c.commit()
+    c.close()
+
+
+def test_server_lifetime_zero_uses_each_server_once(pgmux_factory):
+    """server_lifetime = 0: every server connection serves one client (PgBouncer's meaning)."""
+    m = pgmux_factory(settings={"server_lifetime": 0, "default_pool_size": 1})
+    pids = set()
+    for _ in range(3):
+        c = m.connect(autocommit=True)
+        cur = c.cursor()
+        cur.execute("SELECT pg_backend_pid()")
+        pids.add(cur.fetchone()[0])
+        c.close()
+        time.sleep(0.2)
+    assert len(pids) == 3, pids
+
+
+def test_transaction_timeout_pipelined_begin(pgmux_factory):
+    """A BEGIN pipelined right behind another transaction's statement starts a transaction
+    whose age is counted from then, not from the epoch."""
+    m = pgmux_factory(settings={"transaction_timeout": 5})
+    r = m.raw()
+    r.login()
+    r.send(r.msg(b"Q", b"SELECT 1\0") + r.msg(b"Q", b"BEGIN\0"))
+    r.read_results()
+    r.read_results()
+    time.sleep(1.5)  # several janitor rounds, still far from 5 s
+    assert r.query("SELECT 2") == [("2",)]
+    assert r.query("COMMIT") == []
+    r.close()
