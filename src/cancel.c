@@ -21,11 +21,14 @@
 #include "server.h"
 #include "stats.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define CANCEL_BUCKETS 4096
@@ -175,6 +178,40 @@ static void cancel_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ev_timer_stop(loop_main, &cancel_timer);
 }
 
+/*
+ * Where server s is connected: the address it was connected to, not the
+ * database's current one, which a DNS refresh or a reload may have changed
+ * (or cleared) since. 0 when unknown.
+ */
+static socklen_t server_address(const struct pgsock *s, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (s->remote.family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)out;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(s->remote.port);
+        memcpy(&sin->sin_addr, s->remote.addr, 4);
+        return sizeof(*sin);
+    }
+    if (s->remote.family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)out;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(s->remote.port);
+        memcpy(&sin6->sin6_addr, s->remote.addr, 16);
+        return sizeof(*sin6);
+    }
+    /* A Unix socket: in the database's socket directory, under the server's port. */
+    const struct database *db = s->pool->db;
+    const char *dir = db->host && db->host[0] == '/' ? db->host : G.cfg->unix_socket_dir;
+    struct sockaddr_un *sun = (struct sockaddr_un *)out;
+    sun->sun_family = AF_UNIX;
+    int n = snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/.s.PGSQL.%u", dir,
+                     (unsigned)s->remote.port);
+    if (n < 0 || (size_t)n >= sizeof(sun->sun_path))
+        return 0;
+    return sizeof(*sun);
+}
+
 void cancel_handle(const uint8_t key[8])
 {
     struct pgsock *c = cancel_find(key);
@@ -194,14 +231,15 @@ void cancel_handle(const uint8_t key[8])
         slog_debug(c, "cancel request ignored: no query running on a server");
         return;
     }
-    struct database *db = s->pool->db;
+    struct sockaddr_storage addr;
+    socklen_t addrlen = server_address(s, &addr);
     struct cancel_req *req = calloc(1, sizeof(*req));
     if (!req)
         return;
-    req->fd = socket(db->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    req->fd = addrlen ? socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+                      : -1;
     if (req->fd < 0 ||
-        (connect(req->fd, (struct sockaddr *)&db->addr, db->addrlen) < 0 &&
-         errno != EINPROGRESS)) {
+        (connect(req->fd, (struct sockaddr *)&addr, addrlen) < 0 && errno != EINPROGRESS)) {
         stats_cancel(STATS_CANCEL_FAILED);
         slog_warning(c, "cancel request: connect failed: %s", strerror(errno));
         if (req->fd >= 0)

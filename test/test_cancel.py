@@ -153,3 +153,26 @@ def test_cancel_from_raw_client_key(pgmux):
     assert time.monotonic() - t0 < 2.0
     assert r.query("SELECT 'after cancel'") == [("after cancel",)]
     r.close()
+
+
+@pytest.mark.parametrize("via", ["tcp", "unix"])
+def test_cancel_reaches_the_server_after_a_reload(pgmux_factory, pg, via):
+    """The cancel goes to the address the server was connected to: a reload that changed the
+    database's entry (which recycles servers once released and resolves the host anew) must
+    not leave a running query without a way to cancel it."""
+    host = "127.0.0.1" if via == "tcp" else pg.sockdir
+    dbs = {"p0": "host=%s port=%d dbname=p0" % (host, pg.port)}
+    m = pgmux_factory(databases=dbs)
+    c = m.connect(autocommit=True)
+    t, res = _run_in_thread(lambda: c.cursor().execute("SELECT pg_sleep(20)"))
+    time.sleep(0.5)
+    m.databases["p0"] = "host=%s port=%d dbname=p0 application_name=changed" % (host, pg.port)
+    m.write_config()
+    m.mark_log()
+    m.reload()
+    m.wait_log("configuration reloaded")
+    c.cancel()
+    t.join(25)
+    assert isinstance(res.get("error"), psycopg2.errors.QueryCanceled), res
+    assert res["elapsed"] < 10, res
+    c.close()
