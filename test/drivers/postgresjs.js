@@ -57,7 +57,9 @@ async function main() {
         const n = b * 1000 + i;
         switch (i % 4) {
           case 0:
-            jobs.push(sql`select /* pgmux_drv */ ${n}::int + 1 as v, pg_backend_pid() as pid`
+            // the short sleep keeps a server busy, so that connections overlap and several
+            // servers get used even when node runs slowly (a loaded machine)
+            jobs.push(sql`select /* pgmux_drv */ ${n}::int + 1 as v, pg_backend_pid() as pid, pg_sleep(0.005) as z`
               .then((r) => { if (r[0]) pids.add(r[0].pid); check(r.length === 1 && r[0].v === n + 1, { n, r }); }));
             break;
           case 1:
