@@ -704,16 +704,10 @@ static enum sbuf_result server_internal_pkt(struct pgsock *s, struct pkt_hdr *hd
 /*==== Linked to a client ====*/
 
 /*
- * Prepared statements: answers to Parse and Close that pgmux slipped in are
- * dropped; the server's request queue says which ones those are. An error
- * makes PostgreSQL skip to the next Sync, so the Parse/Close entries before
- * it will never be answered; a failed Parse also means the statement is not
- * on this server after all.
- */
-/*
  * After an error PostgreSQL skips every message up to the next Sync, so the
  * Parse and Close messages queued ahead of that Sync are never answered:
- * forget them, whether they were queued before the error came or after.
+ * forget them, whether they were queued before the error came or after. A
+ * failed Parse also means the statement is not on this server after all.
  */
 static void server_ps_drop_skipped(struct pgsock *s)
 {
@@ -744,6 +738,10 @@ static void server_ps_drop_skipped(struct pgsock *s)
     }
 }
 
+/*
+ * Prepared statements: answers to Parse and Close that pgmux slipped in are
+ * dropped; the server's request queue says which ones those are.
+ */
 static enum sbuf_result server_ps_pkt(struct pgsock *s, struct pkt_hdr *hdr, bool *handled)
 {
     bool skip = false;
